@@ -1,0 +1,50 @@
+"""Energies with explicit gradients: the base classes and the built-ins.
+
+TorchEBM's ``*Model`` names are accepted as aliases of the ``*Energy`` classes.
+"""
+from .base import CompiledEnergy, Energy
+from .builtin import (
+    AckleyEnergy,
+    BoothEnergy,
+    DoubleWellEnergy,
+    GaussianEnergy,
+    GaussianMixtureEnergy,
+    HarmonicEnergy,
+    HimmelblauEnergy,
+    RastriginEnergy,
+    RosenbrockEnergy,
+    StyblinskiTangEnergy,
+)
+
+BUILTINS = {
+    "gaussian": GaussianEnergy,
+    "double_well": DoubleWellEnergy,
+    "harmonic": HarmonicEnergy,
+    "rosenbrock": RosenbrockEnergy,
+    "rastrigin": RastriginEnergy,
+    "ackley": AckleyEnergy,
+    "gaussian_mixture": GaussianMixtureEnergy,
+    "himmelblau": HimmelblauEnergy,
+    "booth": BoothEnergy,
+    "styblinski_tang": StyblinskiTangEnergy,
+}
+
+# TorchEBM's names.
+GaussianModel = GaussianEnergy
+DoubleWellModel = DoubleWellEnergy
+HarmonicModel = HarmonicEnergy
+RosenbrockModel = RosenbrockEnergy
+RastriginModel = RastriginEnergy
+AckleyModel = AckleyEnergy
+GaussianMixtureModel = GaussianMixtureEnergy
+HimmelblauModel = HimmelblauEnergy
+BoothModel = BoothEnergy
+StyblinskiTangModel = StyblinskiTangEnergy
+
+__all__ = [
+    "Energy",
+    "CompiledEnergy",
+    "BUILTINS",
+    *(cls.__name__ for cls in BUILTINS.values()),
+    *(cls.__name__.replace("Energy", "Model") for cls in BUILTINS.values()),
+]

@@ -1,0 +1,244 @@
+"""The energy vocabulary: ``Energy`` for array code, ``CompiledEnergy`` for fused kernels.
+
+An energy maps a batch ``x`` of shape ``(n, dim)`` to ``(n,)`` and gives its gradient
+explicitly; a single point ``(dim,)`` gives a scalar and a ``(dim,)`` gradient.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+
+import numpy as np
+
+from ..backend import array_namespace
+
+__all__ = ["Energy", "CompiledEnergy"]
+
+_BATCHED_METHODS = ("energy", "gradient", "energy_and_gradient")
+
+
+def _as_batch(energy, x):
+    """Return ``(x2d, single)``: x as a floating ``(n, dim)`` array of its own namespace."""
+    xp = array_namespace(x)
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    kind = np.dtype(x.dtype).kind
+    if kind in "iu":
+        x = xp.asarray(x, dtype=np.float64)
+    elif kind != "f":
+        raise TypeError(f"x must hold floating-point numbers, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x, single = x[None, :], True
+    elif x.ndim == 2:
+        single = False
+    else:
+        raise ValueError(f"x must have shape (n, dim) or (dim,), got shape {tuple(x.shape)}")
+    dim = x.shape[1]
+    if energy.dim is not None and dim != energy.dim:
+        raise ValueError(f"x has dim {dim} but {type(energy).__name__} has dim {energy.dim}")
+    if dim < energy.min_dim:
+        raise ValueError(
+            f"{type(energy).__name__} needs dim >= {energy.min_dim}, got x with dim {dim}"
+        )
+    return x, single
+
+
+def _unbatch(out, single):
+    if not single:
+        return out
+    if isinstance(out, tuple):
+        return tuple(o[0] for o in out)
+    return out[0]
+
+
+def _batched(method):
+    """Let a batch method ``(n, dim) -> ...`` also take one point ``(dim,)``."""
+
+    @functools.wraps(method)
+    def wrapper(self, x):
+        x, single = _as_batch(self, x)
+        return _unbatch(method(self, x), single)
+
+    wrapper._npebm_batched = True
+    return wrapper
+
+
+class Energy:
+    """Base class of energies, E(x) with p(x) ∝ exp(−E(x)).
+
+    Subclass it and implement, with array operations over the batch,
+
+    - ``energy(x)``: ``(n, dim) -> (n,)``
+    - ``gradient(x)``: ``(n, dim) -> (n, dim)``, written out explicitly
+    - optionally ``energy_and_gradient(x)`` when one pass computes both more cheaply.
+
+    ``x`` is a NumPy or CuPy array; use ``npebm.backend.array_namespace(x)`` for the
+    matching ``numpy``/``cupy`` module.  Every method also accepts one point ``(dim,)``
+    and then returns a scalar energy and a ``(dim,)`` gradient.  Such energies run on the
+    samplers' vectorised path; see :class:`CompiledEnergy` for fused compiled loops.
+
+    Attributes
+    ----------
+    dim : int or None
+        The dimension when the energy fixes it, else None.
+    min_dim : int
+        The smallest dimension the energy is defined for.
+    is_compiled : bool
+        Whether the samplers can fuse this energy into their compiled loops.
+    """
+
+    dim = None
+    min_dim = 1
+    is_compiled = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Wrapping here means subclass authors write batch code only, and still get
+        # single-point inputs and the same validation as the built-ins.
+        for name in _BATCHED_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_npebm_batched", False):
+                setattr(cls, name, _batched(method))
+
+    def _overrides(self, name):
+        return getattr(type(self), name) is not getattr(Energy, name)
+
+    @_batched
+    def energy(self, x):
+        """Energies of a batch, ``(n, dim) -> (n,)``."""
+        if self._overrides("energy_and_gradient"):
+            return self.energy_and_gradient(x)[0]
+        raise NotImplementedError(f"{type(self).__name__} must implement energy(x)")
+
+    @_batched
+    def gradient(self, x):
+        """Gradients of a batch, ``(n, dim) -> (n, dim)``."""
+        if self._overrides("energy_and_gradient"):
+            return self.energy_and_gradient(x)[1]
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no gradient: npebm needs explicit gradients, so "
+            "implement gradient(x), or wrap a torch module with "
+            "npebm.adapters.torch.TorchEnergy to get them by autograd"
+        )
+
+    @_batched
+    def energy_and_gradient(self, x):
+        """Energies ``(n,)`` and gradients ``(n, dim)`` in one call."""
+        return self.energy(x), self.gradient(x)
+
+    def __call__(self, x):
+        return self.energy(x)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def _check_param(value, index):
+    """Normalise one entry of ``params``: a finite number or a finite numeric array."""
+    where = f"params[{index}]"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not np.isfinite(value):
+            raise ValueError(f"{where} must be finite, got {value}")
+        return float(value)
+    try:
+        arr = np.array(value)  # copy: later changes by the caller must not leak in
+    except Exception:
+        raise TypeError(f"{where} must be a number or a numeric array, got {type(value)}")
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{where} must be a number or a numeric array, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where} must be finite")
+    return arr
+
+
+class CompiledEnergy(Energy):
+    """An energy from one per-point function, compiled and fused into the samplers.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x, grad, params) -> energy`` in plain Python scalar/NumPy code that Numba can
+        compile: ``x`` is one point ``(dim,)``, ``f`` writes ∇E(x) into ``grad`` ``(dim,)``
+        and returns E(x).  It must not allocate if it is to be fast.
+    params : tuple
+        Numbers and arrays passed through to ``f`` unchanged in structure; floating
+        values are cast to the dtype of the run (float32 runs get float32 parameters).
+    dim : int, optional
+        The dimension, when ``f`` only works for one.
+
+    Notes
+    -----
+    ``f`` is compiled on first use: with Numba for the CPU (batch ``energy``/``gradient``
+    run as a parallel compiled loop), and from the same source as a CUDA device function
+    on the GPU.  A function Numba cannot compile raises ``TypeError`` naming it and the
+    offending line.
+
+    Examples
+    --------
+    >>> def quartic(x, grad, params):
+    ...     (scale,) = params
+    ...     e = 0.0
+    ...     for i in range(x.shape[0]):
+    ...         e += scale * x[i] ** 4
+    ...         grad[i] = 4.0 * scale * x[i] ** 3
+    ...     return e
+    >>> energy = CompiledEnergy(quartic, params=(0.25,))
+    """
+
+    is_compiled = True
+
+    def __init__(self, f, params=(), dim=None):
+        if not callable(f):
+            raise TypeError(f"f must be a function f(x, grad, params) -> energy, got {f!r}")
+        self._function = f
+        self.params = self._check_params(params)
+        if dim is not None:
+            if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+                raise ValueError(f"dim must be a positive integer or None, got {dim!r}")
+            dim = int(dim)
+        self.dim = dim
+        self._compiled = {}
+
+    @staticmethod
+    def _check_params(params):
+        if not isinstance(params, tuple):
+            raise TypeError(f"params must be a tuple, got {type(params).__name__}")
+        return tuple(_check_param(v, i) for i, v in enumerate(params))
+
+    @property
+    def point_function(self):
+        """The per-point function ``f(x, grad, params) -> energy``."""
+        return self._function
+
+    #: Whether compiled code for this energy may be cached on disk.  User functions are
+    #: compiled per process: Numba's cache is keyed on npebm's files, not the user's,
+    #: and would go stale silently when the user edits ``f``.
+    _cacheable = False
+
+    def _block_function(self):
+        """A hand-written block function ``block(X, G, E, params)``, or None.
+
+        None means the per-point function is lifted to one; energies override this when a
+        whole block is cheaper than its rows one by one (a dense matrix product).
+        """
+        return None
+
+    def energy_and_gradient(self, x):
+        from ..backend import get_backend
+
+        device = "cpu" if array_namespace(x) is np else f"cuda:{x.device.id}"
+        return get_backend(device).evaluate(self, x)
+
+    def energy(self, x):
+        return self.energy_and_gradient(x)[0]
+
+    def gradient(self, x):
+        return self.energy_and_gradient(x)[1]
+
+    def __repr__(self):
+        name = getattr(self._function, "__qualname__", repr(self._function))
+        return f"CompiledEnergy({name}, params={len(self.params)} entries, dim={self.dim})"
