@@ -1,0 +1,20 @@
+"""The README's example runs as written, so the first thing users copy never rots."""
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks, "the README should show a Python example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {"__name__": "readme"})
+
+
+def test_readme_shows_the_two_commands_ci_runs():
+    text = README.read_text(encoding="utf-8")
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "npebm demo" in text
+    command = 'pip install -e ".[test]" && python -m pytest'
+    assert command in text and command in ci
