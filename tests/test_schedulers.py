@@ -123,8 +123,7 @@ def test_temperature_closed_form(a, b, n_steps):
 
 
 def test_cosine_step_zero_is_start_value_exactly():
-    # 1.51 + (-1.44 - 1.51) rounds to -1.4400000000000002.
-    assert 1.51 + (-1.44 - 1.51) != -1.44
+    # The cosine formula at t = 0, 1.51 + (-1.44 - 1.51), rounds to -1.4400000000000002.
     s = CosineScheduler(-1.44, 1.51, 10)
     assert s.get_value() == -1.44 and s.values(1)[0] == -1.44
 
