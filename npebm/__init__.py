@@ -9,7 +9,7 @@ import importlib
 from ._version import __version__
 from .backend import get_backend, to_numpy
 
-_SUBMODULES = ("backend", "energies", "schedulers", "random")
+_SUBMODULES = ("backend", "diagnostics", "energies", "random", "schedulers")
 
 __all__ = ["__version__", "get_backend", "to_numpy", *_SUBMODULES]
 
