@@ -370,7 +370,7 @@ def uniform(k0, k1, chain, sid, pos, buf, like):
 def _overload_by_dtype(generic, gen32, gen64):
     """Register ``generic(k0, k1, chain, sid, pos, buf, like)`` to call gen32 or gen64."""
 
-    @overload(generic)
+    @overload(generic, jit_options={"_nrt": False})
     def _impl(k0, k1, chain, sid, pos, buf, like):
         gen = {32: gen32, 64: gen64}.get(_float_kind(like))
         if gen is None:

@@ -32,7 +32,7 @@ def make_block(point):
     return block
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def gaussian(x, grad, params):
     """E = ½ (x − μ)ᵀ P (x − μ), P = Σ⁻¹; params = (mean (d,), precision (d, d))."""
     mean, prec = params
@@ -87,7 +87,7 @@ def gaussian_block(X, G, E, params):
         E[c] = 0.5 * e
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def double_well(x, grad, params):
     """E = h Σ (xᵢ² − b²)²; params = (barrier_height, b)."""
     h, b = params
@@ -100,7 +100,7 @@ def double_well(x, grad, params):
     return h * e
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def harmonic(x, grad, params):
     """E = ½ k Σ xᵢ²; params = (k,)."""
     (k,) = params
@@ -111,7 +111,7 @@ def harmonic(x, grad, params):
     return 0.5 * k * e
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def rosenbrock(x, grad, params):
     """E = Σᵢ (a − xᵢ)² + b (xᵢ₊₁ − xᵢ²)², i < d − 1; params = (a, b)."""
     a, b = params
@@ -128,7 +128,7 @@ def rosenbrock(x, grad, params):
     return e
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def rastrigin(x, grad, params):
     """E = a d + Σ (xᵢ² − a cos 2πxᵢ); params = (a,)."""
     (a,) = params
@@ -140,7 +140,7 @@ def rastrigin(x, grad, params):
     return e
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def ackley(x, grad, params):
     """E = −a exp(−b √(Σxᵢ²/d)) − exp(Σ cos(c xᵢ)/d) + a + e; params = (a, b, c).
 
@@ -162,7 +162,7 @@ def ackley(x, grad, params):
     return -t1 - t2 + a + math.e
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def gaussian_mixture(x, grad, params):
     """E = −log Σₖ wₖ N(x; μₖ, Σₖ); params = (means (K, d), precisions (K, d, d), log_norm (K,)).
 
@@ -202,7 +202,7 @@ def gaussian_mixture(x, grad, params):
     return -(top + math.log(total))
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def himmelblau(x, grad, params):
     """E = (x² + y − 11)² + (x + y² − 7)² (two dimensions)."""
     u = x[0] * x[0] + x[1] - 11.0
@@ -212,7 +212,7 @@ def himmelblau(x, grad, params):
     return u * u + v * v
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def booth(x, grad, params):
     """E = (x + 2y − 7)² + (2x + y − 5)² (two dimensions)."""
     u = x[0] + 2.0 * x[1] - 7.0
@@ -222,7 +222,7 @@ def booth(x, grad, params):
     return u * u + v * v
 
 
-@register_jitable
+@register_jitable(_nrt=False)
 def styblinski_tang(x, grad, params):
     """E = ½ Σ (xᵢ⁴ − 16 xᵢ² + 5 xᵢ)."""
     e = 0.0

@@ -1,0 +1,153 @@
+"""Compiled pieces shared by the sampler kernels (loaded on the first compiled run).
+
+Each sampler module builds its kernel with a factory, ``_build_kernel(fixed)``:
+
+- ``fixed`` is a built-in energy's block function, compiled with ``njit``: the kernel
+  is specialised to it and inlines it, which is what makes one- and few-chain runs fast;
+- ``fixed`` is None for every other compiled energy: the kernel then calls the block
+  function it receives as its ``block`` argument, a ``cfunc`` typed as a first-class
+  function, so one cached kernel serves every user energy with the same parameter types.
+
+Both kernels are cached on disk.  Numba keys a cached closure on the pickled contents
+of its cells, so each specialisation gets its own entry; :data:`SOURCE_STAMP`, a cell of
+every kernel, ties those entries to the source of the files the kernels inline
+(Numba by itself only watches the kernel's own file).
+"""
+import hashlib
+import math
+import os
+
+import numpy as np
+from numba import types
+from numba.extending import overload, register_jitable
+
+from .. import _philox
+from ..energies import _kernels as _energy_kernels
+
+
+def _source_stamp():
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = [os.path.abspath(__file__), _philox.__file__, _energy_kernels.__file__]
+    files += [os.path.join(here, f"{name}.py") for name in ("langevin", "mala", "hmc")]
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    return int(digest.hexdigest()[:15], 16)
+
+
+#: Hash of the sources the kernels inline; part of every kernel's cache key.
+SOURCE_STAMP = _source_stamp()
+
+NOISE = np.uint64(_philox.NOISE)
+normal = _philox.normal
+uniform = _philox.uniform
+sync = _philox.sync
+BUF_STRIDE = _philox.BUF_STRIDE
+
+
+def call_block(fixed, block, X, G, E, params):
+    """``fixed(X, G, E, params)`` when a block is baked in, else ``block(...)``."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(call_block)
+def _call_block(fixed, block, X, G, E, params):
+    if isinstance(fixed, types.NoneType):
+        return lambda fixed, block, X, G, E, params: block(X, G, E, params)
+    return lambda fixed, block, X, G, E, params: fixed(X, G, E, params)
+
+
+@register_jitable
+def block_scratch(X, c0, m):
+    """Thread-private state of chains ``c0 .. c0 + m - 1``: (xb, gb, eb, xn, gn, en, pb, bufs).
+
+    Each block works on its own copies, so chains of different threads never share cache
+    lines; ``bufs`` holds the chains' 4-word stream caches ``BUF_STRIDE`` words apart.
+    """
+    d = X.shape[1]
+    return (np.empty((m, d), X.dtype), np.empty((m, d), X.dtype), np.empty(m, X.dtype),
+            np.empty((m, d), X.dtype), np.empty((m, d), X.dtype), np.empty(m, X.dtype),
+            np.empty(m, np.uint64), np.empty((m, BUF_STRIDE), np.uint32))
+
+
+@register_jitable(inline="always")
+def load_block(X, G, E, pos, c0, xb, gb, eb, pb):
+    for r in range(xb.shape[0]):
+        for j in range(xb.shape[1]):
+            xb[r, j] = X[c0 + r, j]
+            gb[r, j] = G[c0 + r, j]
+        eb[r] = E[c0 + r]
+        pb[r] = pos[c0 + r]
+
+
+@register_jitable(inline="always")
+def store_block(X, G, E, pos, c0, xb, gb, eb, pb):
+    for r in range(xb.shape[0]):
+        for j in range(xb.shape[1]):
+            X[c0 + r, j] = xb[r, j]
+            G[c0 + r, j] = gb[r, j]
+        E[c0 + r] = eb[r]
+        pos[c0 + r] = pb[r]
+
+
+@register_jitable(inline="always")
+def start_streams(k0, k1, chain0, pos, bufs):
+    for r in range(pos.shape[0]):
+        sync(k0, k1, np.uint64(chain0 + r), NOISE, pos[r], bufs[r, :4])
+
+
+@register_jitable(inline="always")
+def row_finite(e, g, x, r):
+    """Whether chain ``r``'s energy, gradient and state are all finite."""
+    if not math.isfinite(e[r]):
+        return False
+    for j in range(g.shape[1]):
+        if not (math.isfinite(g[r, j]) and math.isfinite(x[r, j])):
+            return False
+    return True
+
+
+@register_jitable(inline="always")
+def copy_row(src, dst, r):
+    for j in range(src.shape[1]):
+        dst[r, j] = src[r, j]
+
+
+@register_jitable(inline="always")
+def kept_index(s, n_burn, thin):
+    """Index of step ``s`` among the kept steps, or -1 when it is not kept."""
+    t = s - n_burn + 1
+    if t <= 0 or t % thin != 0:
+        return -1
+    return t // thin - 1
+
+
+@register_jitable(inline="always")
+def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, moments):
+    """Write chain ``c`` (row ``r`` of block ``b``) into the outputs at kept index ``k``.
+
+    Zero-size outputs were not asked for and are skipped.  ``moments[b, k]`` holds the
+    block's float64 (shift, sum of x - shift, sum of (x - shift)^2) per coordinate, the
+    shift being the block's first chain; blocks are combined afterwards in block order
+    (Chan et al.), so the mean and variance across chains neither lose precision to a
+    large mean nor depend on the number of threads.
+    """
+    d = xb.shape[1]
+    if traj.shape[0] != 0:
+        for j in range(d):
+            traj[c, k, j] = xb[r, j]
+    if e_out.shape[0] != 0:
+        e_out[c, k] = eb[r]
+        gn = 0.0
+        for j in range(d):
+            gn += np.float64(gb[r, j]) * np.float64(gb[r, j])
+        gn_out[c, k] = math.sqrt(gn)
+        acc_out[c, k] = accepted
+        for j in range(d):
+            v = np.float64(xb[r, j])
+            if r == 0:
+                moments[b, k, 0, j] = v
+            v -= moments[b, k, 0, j]
+            moments[b, k, 1, j] += v
+            moments[b, k, 2, j] += v * v

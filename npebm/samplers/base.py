@@ -1,0 +1,736 @@
+"""The sampler base class and the driver shared by Langevin, MALA and HMC.
+
+``BaseSampler`` carries TorchEBM's scheduler API for samplers written in Python.
+``ChainSampler`` is the driver of the built-in samplers: it validates arguments, draws
+initial states, precomputes schedules into per-step arrays, runs either the fused
+compiled kernel (compiled energies) or the vectorised step (array-code energies) in
+chunks of steps, and assembles results, diagnostics and the resumable state.
+"""
+from __future__ import annotations
+
+import numbers
+import sys
+import time
+
+import numpy as np
+
+from ..backend import get_backend, resolve_dtype
+from ..diagnostics import Diagnostics
+from ..energies.base import Energy
+from ..random import INIT, NOISE, key_from_seed
+from ..schedulers import BaseScheduler, as_scheduler
+
+__all__ = ["BaseSampler", "ChainSampler"]
+
+#: Seconds of work per compiled chunk: progress updates and Ctrl-C happen between chunks.
+CHUNK_SECONDS = 0.25
+#: Steps in the first chunk, before the cost of a step has been measured.
+FIRST_CHUNK = 10
+#: An energy error beyond this rejects an HMC proposal as a divergence.
+DIVERGENCE_THRESHOLD = 1000.0
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_int(value, name, minimum):
+    """``value`` as an int ``>= minimum``; TypeError/ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_real(value, name, positive=False, nonnegative=False):
+    """``value`` as a finite float, optionally > 0 or >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def _resolve_energy(energy, model, energy_function):
+    given = [(n, v) for n, v in (("energy", energy), ("model", model),
+                                 ("energy_function", energy_function)) if v is not None]
+    if not given:
+        raise TypeError("missing the energy: pass energy= (or its aliases model= / "
+                        "energy_function=)")
+    if len(given) > 1:
+        raise TypeError(f"got both {given[0][0]!r} and {given[1][0]!r}; they are aliases, "
+                        "pass one")
+    name, value = given[0]
+    if not isinstance(value, Energy):
+        raise TypeError(f"{name} must be an npebm Energy (a built-in, an Energy subclass, a "
+                        f"CompiledEnergy or a TorchEnergy), got {type(value).__name__}")
+    return value
+
+
+def schedule_values(scheduler, name, start, n, positive=True):
+    """Values of ``scheduler`` at steps ``start .. start + n - 1``, checked."""
+    values = np.asarray(scheduler.values(n, start=start), dtype=np.float64)
+    bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        rule = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be finite and {rule} at every step; its scheduler "
+                         f"gives {values[i]} at step {start + i}")
+    return values
+
+
+# -------------------------------------------------------------------------- samplers
+
+class BaseSampler:
+    """Base class of samplers, with TorchEBM's scheduler API.
+
+    Subclass it to write a sampler in Python: register schedulers in ``__init__`` and
+    use ``self.energy.gradient(x)`` and ``self.get_scheduled_value(name)`` inside your
+    own ``sample()``.
+
+    Parameters
+    ----------
+    energy : Energy
+        The energy E(x) of the target p(x) ∝ exp(−E(x)).  ``model=`` and
+        ``energy_function=`` are accepted as aliases.
+    dtype : {None, numpy.float32, numpy.float64}
+        Floating type of the run; None means float64, or float32 when ``x`` is float32.
+    device : str
+        ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    seed : None, int or numpy.random.SeedSequence
+        Default seed of ``sample()``.
+
+    Examples
+    --------
+    >>> class Euler(BaseSampler):
+    ...     def __init__(self, energy, step_size=0.01, **kw):
+    ...         super().__init__(energy, **kw)
+    ...         self.register_scheduler("step_size", step_size)
+    ...     def sample(self, x, n_steps=10):
+    ...         for _ in range(n_steps):
+    ...             x = x - self.get_scheduled_value("step_size") * self.energy.gradient(x)
+    ...             self.step_schedulers()
+    ...         return x
+    """
+
+    def __init__(self, energy=None, *, dtype=None, device="cpu", seed=None, model=None,
+                 energy_function=None):
+        self.energy = _resolve_energy(energy, model, energy_function)
+        self.backend = get_backend(device)
+        self.device = self.backend.name
+        self.dtype = None if dtype is None else resolve_dtype(dtype, name="dtype")
+        if seed is not None:
+            key_from_seed(seed)  # validates now, not at the first sample()
+        self.seed = seed
+        self.schedulers = {}
+
+    # TorchEBM's scheduler API -----------------------------------------------------
+    def register_scheduler(self, name, scheduler):
+        """Register a parameter, as a scheduler or a number (a constant schedule)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string, got {name!r}")
+        self.schedulers[name] = as_scheduler(scheduler, name)
+
+    def get_scheduled_value(self, name):
+        """The current value of the registered parameter ``name``."""
+        try:
+            return self.schedulers[name].get_value()
+        except KeyError:
+            raise KeyError(f"no scheduler registered as {name!r}; registered: "
+                           f"{sorted(self.schedulers)}") from None
+
+    def step_schedulers(self):
+        """Advance every registered scheduler one step; return the new values."""
+        return {name: s.step() for name, s in self.schedulers.items()}
+
+    def reset_schedulers(self):
+        """Put every registered scheduler back at step 0."""
+        for s in self.schedulers.values():
+            s.reset()
+
+    def _parameter(self, name):
+        """A registered parameter: its value when constant, else its scheduler."""
+        from ..schedulers import ConstantScheduler
+
+        sched = self.schedulers[name]
+        return sched.value if type(sched) is ConstantScheduler else sched
+
+    def sample(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement sample()")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(energy={self.energy!r}, device={self.device!r})"
+
+
+class _RunState:
+    """Where the chains of one run stand; arrays owned by the driver."""
+
+    def __init__(self, x, pos, key, step, chain_offset):
+        self.x = x
+        self.pos = pos
+        self.key = key
+        self.step = step
+        self.chain_offset = chain_offset
+
+
+class ChainSampler(BaseSampler):
+    """Driver shared by the built-in samplers; see :meth:`sample`.
+
+    Subclasses define:
+
+    - ``_build_kernel(fixed)``: a static method returning the fused kernel;
+    - ``_schedules(start, n)``: dict of per-step float64 arrays (``"step_size"`` among
+      them) for steps ``start .. start + n - 1``;
+    - ``_kernel_args(sched, dtype, dim)``: the sampler's own kernel arguments;
+    - ``_vector_step(st, s, sched, streams)``: one step of the vectorised path.
+    """
+
+    _adjusted = True  # whether acceptance_rate is a Metropolis-Hastings rate
+
+    def __init__(self, energy=None, *, dtype=None, device="cpu", seed=None, model=None,
+                 energy_function=None):
+        super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
+                         energy_function=energy_function)
+        if self.device != "cpu":
+            raise NotImplementedError(
+                f"device={device!r}: the samplers run on the CPU in this version; the CUDA "
+                "kernels are not there yet")
+        self._state = None
+
+    # ------------------------------------------------------------------ the public API
+    def sample(self, x=None, dim=None, n_samples=None, n_steps=100, thin=1, burn_in=0,
+               return_trajectory=False, return_diagnostics=False, progress=False,
+               seed=None, resume=False, chain_offset=0):
+        """Run the chains.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_samples, dim) or (dim,), optional
+            Initial states; a 1-D ``x`` is one chain (results then drop the chain
+            axis).  None draws N(0, I) from each chain's own stream.  Never modified.
+        dim : int, optional
+            The dimension when ``x`` is None and the energy does not fix it.
+        n_samples : int, optional
+            Number of chains when ``x`` is None (default 1); must match ``x``'s rows
+            when both are given.
+        n_steps : int
+            Steps after burn-in; every ``thin``-th is kept, ``n_kept = n_steps // thin``.
+        thin : int
+            Keep step i (counted from 0 after burn-in) when ``(i + 1) % thin == 0``.
+        burn_in : int
+            Steps run first and not recorded.
+        return_trajectory : bool
+            Return the kept states ``(n_samples, n_kept, dim)`` instead of the final ones.
+        return_diagnostics : bool
+            Also return a :class:`~npebm.diagnostics.Diagnostics` of the kept steps.
+        progress : bool
+            Show a progress bar (tqdm when installed, else a line on stderr).
+        seed : None, int or SeedSequence
+            Overrides the sampler's seed for this run.  The same seed gives the same
+            result, bit for bit, whatever the number of threads.
+        resume : bool
+            Continue from where the previous run (or :meth:`set_state`) left the
+            chains; ``x``, ``seed`` and ``chain_offset`` must then be left unset.
+        chain_offset : int
+            Global index of the first chain: the streams of chains ``chain_offset ..
+            chain_offset + n_samples - 1`` are used, so shards of one big run can be
+            sampled separately and agree with it bit for bit.
+
+        Returns
+        -------
+        samples : ndarray
+            ``(n_samples, dim)`` final states, or ``(n_samples, n_kept, dim)``.
+        diagnostics : Diagnostics
+            Only with ``return_diagnostics=True``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a bad argument, before any work, naming it.
+        KeyboardInterrupt
+            Ctrl-C stops the run between chunks of steps; the chains' state so far is
+            kept, so ``sample(..., resume=True)`` continues from there.
+        """
+        n_steps = check_int(n_steps, "n_steps", 1)
+        thin = check_int(thin, "thin", 1)
+        burn_in = check_int(burn_in, "burn_in", 0)
+        return_trajectory = _check_bool(return_trajectory, "return_trajectory")
+        return_diagnostics = _check_bool(return_diagnostics, "return_diagnostics")
+        progress = _check_bool(progress, "progress")
+        resume = _check_bool(resume, "resume")
+        chain_offset = check_int(chain_offset, "chain_offset", 0)
+        single = x is not None and np.ndim(x) == 1
+        if resume:
+            st = self._resume_state(x, dim, n_samples, seed, chain_offset)
+            single = getattr(self, "_single", False)
+        else:
+            st, single = self._fresh_state(x, dim, n_samples, seed, chain_offset)
+        n_total = burn_in + n_steps
+        sched = self._schedules(st.step, n_total)
+        result = self._run(st, sched, burn_in, n_steps, thin, return_trajectory,
+                           return_diagnostics, progress)
+        self._single = single
+        return self._package(result, single, return_trajectory, return_diagnostics)
+
+    def get_state(self):
+        """Where the chains stand, as a dict of NumPy arrays (``np.savez``-able).
+
+        Keys: ``x`` (n_samples, dim), ``pos`` (n_samples,) stream positions, ``key`` (2,)
+        the stream key, ``step`` the number of steps run (schedules continue from it),
+        ``chain_offset``.
+        """
+        if self._state is None:
+            raise RuntimeError("nothing to save: this sampler has not run yet")
+        st = self._state
+        return {"x": st.x.copy(), "pos": st.pos.copy(), "key": st.key.copy(),
+                "step": np.int64(st.step), "chain_offset": np.int64(st.chain_offset),
+                "single": np.bool_(getattr(self, "_single", False))}
+
+    def set_state(self, state):
+        """Restore :meth:`get_state`'s dict (e.g. from ``np.load``) for ``resume=True``."""
+        try:
+            x = np.array(state["x"])
+            pos = np.array(state["pos"])
+            key = np.array(state["key"])
+            step = int(state["step"])
+            chain_offset = int(state["chain_offset"])
+            single = bool(state["single"]) if "single" in state else False
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"state must be a dict from get_state(); {exc}") from None
+        if x.ndim != 2 or x.dtype.kind != "f" or x.dtype not in (np.float32, np.float64):
+            raise ValueError(f"state['x'] must be a float32/float64 (n, dim) array, got "
+                             f"{x.dtype} {x.shape}")
+        if pos.shape != (x.shape[0],) or pos.dtype.kind not in "iu" or (pos < 0).any():
+            raise ValueError("state['pos'] must hold one non-negative integer per chain")
+        if key.shape != (2,) or key.dtype != np.uint32:
+            raise ValueError("state['key'] must be a uint32 array of shape (2,)")
+        if step < 0 or chain_offset < 0:
+            raise ValueError("state['step'] and state['chain_offset'] must be non-negative")
+        self._check_dim(x.shape[1], "state['x']")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("state['x'] holds NaN or inf")
+        self._state = _RunState(np.ascontiguousarray(x), pos.astype(np.uint64), key, step,
+                                chain_offset)
+        self._single = single
+
+    # ------------------------------------------------------------------ setting up
+    def _check_dim(self, dim, name):
+        e = self.energy
+        if e.dim is not None and dim != e.dim:
+            raise ValueError(f"{name} has dim {dim} but {type(e).__name__} has dim {e.dim}")
+        if dim < e.min_dim:
+            raise ValueError(f"{type(e).__name__} needs dim >= {e.min_dim}, got {name} with "
+                             f"dim {dim}")
+
+    def _fresh_state(self, x, dim, n_samples, seed, chain_offset):
+        if n_samples is not None:
+            n_samples = check_int(n_samples, "n_samples", 1)
+        if dim is not None:
+            dim = check_int(dim, "dim", 1)
+        key = key_from_seed(self.seed if seed is None else seed)
+        if x is None:
+            dim = dim if dim is not None else self.energy.dim
+            if dim is None:
+                raise ValueError(f"dim is required: x is None and {type(self.energy).__name__} "
+                                 "does not fix its dimension")
+            self._check_dim(dim, "dim")
+            dtype = self.dtype or np.dtype(np.float64)
+            n = 1 if n_samples is None else n_samples
+            x0 = self._draw_initial(key, n, dim, chain_offset, dtype)
+            single = False
+        else:
+            x0, single = self._check_x(x, dim, n_samples)
+        pos = np.zeros(x0.shape[0], np.uint64)
+        return _RunState(x0, pos, key, 0, chain_offset), single
+
+    def _check_x(self, x, dim, n_samples):
+        if hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith("torch"):
+            raise TypeError("x must be a NumPy array (or list) on device='cpu'; use "
+                            "npebm.to_numpy(x) first")
+        arr = np.asarray(x)
+        if isinstance(x, np.ndarray) and arr.dtype.kind not in "f":
+            raise TypeError(f"x must hold floating-point numbers, got dtype {arr.dtype}")
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"x must hold real numbers, got dtype {arr.dtype}")
+        if arr.ndim == 1:
+            arr, single = arr[None, :], True
+        elif arr.ndim == 2:
+            single = False
+        else:
+            raise ValueError(f"x must have shape (n_samples, dim) or (dim,), got {arr.shape}")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"x must hold at least one chain of dim >= 1, got {arr.shape}")
+        if n_samples is not None and n_samples != arr.shape[0]:
+            raise ValueError(f"n_samples={n_samples} disagrees with x, which has "
+                             f"{arr.shape[0]} rows")
+        if dim is not None and dim != arr.shape[1]:
+            raise ValueError(f"dim={dim} disagrees with x, which has dim {arr.shape[1]}")
+        self._check_dim(arr.shape[1], "x")
+        dtype = resolve_dtype(self.dtype, like=arr)
+        x0 = np.array(arr, dtype=dtype, order="C")  # a copy: the caller's x is never touched
+        if not np.all(np.isfinite(x0)):
+            bad = int(np.argmax(~np.all(np.isfinite(x0), axis=1)))
+            raise ValueError(f"x holds NaN or inf (first in row {bad})")
+        return x0, single
+
+    def _draw_initial(self, key, n, dim, chain_offset, dtype):
+        from ..random import ChainStreams
+
+        streams = ChainStreams(seed=None, n_chains=n, chain_offset=chain_offset, stream=INIT)
+        streams.set_state({"key": key, "positions": np.zeros(n, np.uint64),
+                           "chain_offset": chain_offset, "stream": INIT})
+        return np.ascontiguousarray(streams.normal(dim, dtype=dtype))
+
+    def _resume_state(self, x, dim, n_samples, seed, chain_offset):
+        if self._state is None:
+            raise RuntimeError("resume=True but this sampler has not run yet (or been given "
+                               "a state with set_state)")
+        st = self._state
+        for name, value in (("x", x), ("seed", seed)):
+            if value is not None:
+                raise ValueError(f"{name} must be None when resume=True: the run continues "
+                                 "from the sampler's state")
+        if chain_offset != 0 and chain_offset != st.chain_offset:
+            raise ValueError("chain_offset cannot change when resume=True")
+        if n_samples is not None and check_int(n_samples, "n_samples", 1) != st.x.shape[0]:
+            raise ValueError(f"n_samples={n_samples} disagrees with the {st.x.shape[0]} chains "
+                             "being resumed")
+        if dim is not None and check_int(dim, "dim", 1) != st.x.shape[1]:
+            raise ValueError(f"dim={dim} disagrees with the state being resumed "
+                             f"(dim {st.x.shape[1]})")
+        if self.dtype is not None and st.x.dtype != self.dtype:
+            raise ValueError(f"the state being resumed is {st.x.dtype} but the sampler's dtype "
+                             f"is {self.dtype}")
+        return _RunState(st.x.copy(), st.pos.copy(), st.key.copy(), st.step, st.chain_offset)
+
+    # ------------------------------------------------------------------ running
+    def _run(self, st, sched, burn_in, n_steps, thin, want_traj, want_diag, progress):
+        n, d = st.x.shape
+        dtype = st.x.dtype
+        n_total = burn_in + n_steps
+        n_kept = n_steps // thin
+        fused = self.energy.is_compiled
+        rows = _rows_per_block(n) if fused else n
+        n_blocks = -(-n // rows)
+        out = {
+            "traj": np.empty((n, n_kept, d) if want_traj else (0, 0, 0), dtype),
+            "energy": np.empty((n, n_kept) if want_diag else (0, 0), dtype),
+            "grad_norm": np.empty((n, n_kept) if want_diag else (0, 0), np.float64),
+            "accepted": np.zeros((n, n_kept) if want_diag else (0, 0), np.uint8),
+            "moments": np.zeros((n_blocks, n_kept, 3, d) if want_diag else (0, 0, 3, d),
+                                np.float64),
+            "divergences": np.zeros(n, np.int64),
+            "n_accepted": np.zeros(n, np.int64),
+        }
+        out["rows"] = rows
+        runner = (self._fused_runner if fused else self._vector_runner)(st, sched, out, rows)
+        bar = _Progress(n * n_total, progress)
+        done = 0
+        chunk = min(n_total, FIRST_CHUNK)
+        try:
+            while done < n_total:
+                start = time.perf_counter()
+                runner(done, done + chunk, burn_in, thin)
+                elapsed = time.perf_counter() - start
+                done = runner.done
+                bar.update(n * done)
+                per_step = max(elapsed / max(chunk, 1), 1e-9)
+                chunk = int(min(n_total - done, max(FIRST_CHUNK, CHUNK_SECONDS / per_step)))
+        finally:
+            # Reached on Ctrl-C too: the chains' state after the last finished chunk.
+            bar.close()
+            runner.store(st)
+            st.step += runner.done
+            self._state = st
+        return out, sched, burn_in, thin, n_kept
+
+    def _fused_runner(self, st, sched, out, rows):
+        return _FusedRunner(self, st, sched, out, rows)
+
+    def _vector_runner(self, st, sched, out, rows):
+        return _VectorRunner(self, st, sched, out)
+
+    def _package(self, result, single, want_traj, want_diag):
+        out, sched, burn_in, thin, n_kept = result
+        st = self._state
+        samples = out["traj"] if want_traj else st.x.copy()
+        if single:
+            samples = samples[0]
+        if not want_diag:
+            return samples
+        kept = burn_in + thin * np.arange(1, n_kept + 1) - 1
+        counts = np.diff(np.append(np.arange(0, st.x.shape[0], out["rows"]), st.x.shape[0]))
+        mean, var = _combine_moments(out["moments"], counts)
+        accepted = out["accepted"].T.astype(bool)
+        diag = Diagnostics(
+            energy=np.ascontiguousarray(out["energy"].T),
+            acceptance_rate=accepted.mean(axis=1) if n_kept else np.zeros(0),
+            mean=mean.astype(st.x.dtype),
+            var=var.astype(st.x.dtype),
+            grad_norm=np.ascontiguousarray(out["grad_norm"].T),
+            step_size=sched["step_size"][kept],
+            divergences=out["divergences"],
+            accepted=accepted,
+            n_accepted=out["n_accepted"],
+        )
+        return samples, diag
+
+
+def _rows_per_block(n):
+    """Chains per block of the fused kernels: a function of n alone, never of the thread
+    count, so that per-block partial sums (and so the diagnostics) are reproducible."""
+    return min(64, max(1, -(-n // 64)))
+
+
+def _combine_moments(moments, counts):
+    """Mean and variance (ddof 0) across chains from per-block shifted sums."""
+    n_blocks, n_kept, _, d = moments.shape
+    if n_kept == 0:
+        return np.zeros((0, d)), np.zeros((0, d))
+    m = counts[:, None, None].astype(np.float64)
+    shift, s1, s2 = moments[:, :, 0], moments[:, :, 1], moments[:, :, 2]
+    block_mean = shift + s1 / m
+    block_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)
+    total = m.sum(axis=0)
+    mean = (m * block_mean).sum(axis=0) / total
+    m2 = block_m2.sum(axis=0) + (m * (block_mean - mean) ** 2).sum(axis=0)
+    return mean, m2 / total
+
+
+class _FusedRunner:
+    """Runs chunks of steps through the sampler's compiled kernel."""
+
+    def __init__(self, sampler, st, sched, out, rows):
+        energy = sampler.energy
+        dtype = st.x.dtype
+        kernel, block, params = _kernel_for(sampler, energy, dtype)
+        self.kernel = kernel
+        self.block = block
+        self.params = params
+        self.st = st
+        self.rows = rows
+        self.X = st.x  # the driver's own copy, advanced in place
+        self.G = np.empty_like(st.x)
+        self.E = np.empty(st.x.shape[0], dtype)
+        self.pos = st.pos
+        self.key = st.key
+        self.extra = sampler._kernel_args(sched, dtype, st.x.shape[1])
+        self.out = out
+        self.have_grad = False
+        self.progress = np.zeros(1, np.int64)
+        self.done = 0
+
+    def __call__(self, s0, s1, burn_in, thin):
+        o = self.out
+        args = (self.block, self.params, self.X, self.G, self.E, self.have_grad, self.pos,
+                self.key, np.int64(self.st.chain_offset), np.int64(self.rows),
+                np.int64(s0), np.int64(s1), np.int64(burn_in), np.int64(thin),
+                *self.extra, o["traj"], o["energy"], o["grad_norm"], o["accepted"],
+                o["moments"], o["divergences"], o["n_accepted"], self.progress)
+        n_blocks = -(-self.X.shape[0] // self.rows)
+        _run_parallel(self.kernel, n_blocks, args)
+        self.have_grad = True
+        self.done = int(self.progress[0])
+
+    def store(self, st):
+        st.x = self.X
+        st.pos = self.pos
+
+
+class _VectorRunner:
+    """Runs steps as array operations over all chains (energies that are not compiled)."""
+
+    def __init__(self, sampler, st, sched, out):
+        self.sampler = sampler
+        self.st = st
+        self.sched = sched
+        self.out = out
+        self.x = st.x
+        self.e = None
+        self.g = None
+        self.done = 0
+
+    def __call__(self, s0, s1, burn_in, thin):
+        from .. import _philox
+
+        st, out = self.st, self.out
+        if self.e is None:
+            self.e, self.g = self.sampler._evaluate(self.x)
+        streams = _Streams(_philox, st.key, st.chain_offset, st.pos)
+        for s in range(s0, s1):
+            accepted, diverged = self.sampler._vector_step(self, s, self.sched, streams)
+            out["divergences"] += diverged
+            out["n_accepted"] += accepted
+            t = s - burn_in + 1
+            if t > 0 and t % thin == 0:
+                self._record(t // thin - 1, accepted)
+            self.done = s + 1
+
+    def _record(self, k, accepted):
+        out = self.out
+        if out["traj"].shape[0]:
+            out["traj"][:, k] = self.x
+        if out["energy"].shape[0]:
+            out["energy"][:, k] = self.e
+            g = self.g.astype(np.float64)
+            out["grad_norm"][:, k] = np.sqrt(np.einsum("ij,ij->i", g, g))
+            out["accepted"][:, k] = accepted
+            x = self.x.astype(np.float64)
+            shift = x[0]
+            dx = x - shift
+            out["moments"][0, k, 0] = shift
+            out["moments"][0, k, 1] = dx.sum(axis=0)
+            out["moments"][0, k, 2] = (dx * dx).sum(axis=0)
+
+    def store(self, st):
+        st.x = self.x
+
+
+class _Streams:
+    """The chains' noise streams for the vectorised path: draws per step, in the same
+    per-chain order as the compiled kernels, so both paths see the same numbers."""
+
+    def __init__(self, philox, key, chain_offset, pos):
+        self._philox = philox
+        self.k0, self.k1 = np.uint32(key[0]), np.uint32(key[1])
+        self.chain_offset = chain_offset
+        self.pos = pos  # advanced in place
+
+    def normal(self, n, d, dtype):
+        out = np.empty((n, d), dtype)
+        self._philox.fill_normal(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
+        return out
+
+    def uniform(self, n, dtype):
+        out = np.empty((n, 1), dtype)
+        self._philox.fill_uniform(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
+        return out[:, 0]
+
+
+_POOL = None
+
+
+def _run_parallel(kernel, n_blocks, args):
+    """Run ``kernel(b0, b1, *args)`` over blocks ``0 .. n_blocks - 1`` on Numba's threads.
+
+    The kernels are serial ``nogil`` functions; contiguous ranges of blocks go to a
+    pool of Python threads, as many as ``numba.get_num_threads()``.  (A ``prange``
+    kernel did the same work but took 2.5-4x longer to compile, and the kernels are
+    compiled once per energy type.)  Ctrl-C while waiting lets every range finish, so
+    the chains' arrays are consistent when the interrupt propagates.
+    """
+    global _POOL
+    import numba
+
+    n_threads = min(numba.get_num_threads(), n_blocks)
+    if n_threads <= 1:
+        kernel(np.int64(0), np.int64(n_blocks), *args)
+        return
+    if _POOL is None or _POOL._max_workers < n_threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="npebm")
+    bounds = [n_blocks * t // n_threads for t in range(n_threads + 1)]
+    futures = [_POOL.submit(kernel, np.int64(bounds[t]), np.int64(bounds[t + 1]), *args)
+               for t in range(n_threads)]
+    interrupted = False
+    while True:
+        try:
+            for f in futures:
+                f.result()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+_FIXED_BLOCKS = {}
+_KERNELS = {}
+
+
+def _kernel_for(sampler, energy, dtype):
+    """``(kernel, block, params)`` for a compiled energy at ``dtype``.
+
+    Built-ins get a kernel specialised to their block function (inlined, cached on disk
+    per built-in); other compiled energies share the generic kernel, which calls their
+    block function through a pointer.
+    """
+    from ..energies import _compile, _kernels
+    builder = sampler._build_kernel
+    if energy._cacheable:
+        custom = energy._block_function()
+        name = energy._kernel + ("/block" if custom is not None else "")
+        fixed = _FIXED_BLOCKS.get(name)
+        if fixed is None:
+            from numba.extending import register_jitable
+
+            # A jitable plain function, not a dispatcher: Numba keys the kernel's disk
+            # cache on its pickled closure cells, and a dispatcher pickles differently
+            # in every process.  No reference counting: it runs once per step.
+            py_block = custom or _kernels.make_block(energy.point_function)
+            fixed = _FIXED_BLOCKS[name] = register_jitable(_nrt=False)(py_block)
+        block, params = None, _compile.cast_params(energy.params, dtype)
+    else:
+        name, fixed = None, None
+        block, params = _compile.block_function(energy, dtype)
+    kernel = _KERNELS.get((builder, name))
+    if kernel is None:
+        kernel = _KERNELS[(builder, name)] = builder(fixed)
+    return kernel, block, params
+
+
+class _Progress:
+    """A progress bar between chunks: tqdm when installed, else a line on stderr."""
+
+    def __init__(self, total, enabled):
+        self.total = total
+        self.bar = None
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, unit="chain-step", unit_scale=True, leave=False)
+
+    def update(self, n):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(n - self.bar.n)
+            return
+        rate = n / max(time.perf_counter() - self.start, 1e-9)
+        sys.stderr.write(f"\rnpebm: {100 * n / self.total:5.1f}% "
+                         f"({rate:.3g} chain-steps/s)")
+        sys.stderr.flush()
+
+    def close(self):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def as_positive_scheduler(value, name):
+    """A scheduler for a parameter that must be positive at every step."""
+    sched = as_scheduler(value, name)
+    if not isinstance(value, BaseScheduler) and sched.get_value() <= 0:
+        raise ValueError(f"{name} must be positive, got {sched.get_value()}")
+    return sched

@@ -1,0 +1,325 @@
+"""Hamiltonian Monte Carlo with a leapfrog integrator and a constant mass matrix.
+
+Momentum :math:`p \\sim N(0, M)`; ``n_leapfrog_steps`` leapfrog steps of size η on
+:math:`H(x, p) = E(x) + \\tfrac12 p^\\top M^{-1} p`; Metropolis–Hastings on the full
+Hamiltonian.  The force at the end of a trajectory is the force at the start of the
+next, so a proposal costs ``n_leapfrog_steps`` new gradients (L + 1 counting the one
+the chain starts with; TorchEBM spends 2L).  A proposal whose energy error is not
+finite or exceeds 1000 is rejected and counted as a divergence.
+
+References
+----------
+R. M. Neal, "MCMC using Hamiltonian dynamics", Handbook of Markov Chain Monte Carlo
+(2011).
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .base import DIVERGENCE_THRESHOLD, ChainSampler, check_int, schedule_values
+
+__all__ = ["HamiltonianMonteCarlo"]
+
+_IDENTITY, _DIAGONAL, _DENSE = 0, 1, 2
+
+
+def _build_kernel(fixed):
+    """The fused HMC kernel over blocks ``b0 .. b1 - 1`` of chains, all proposals inside."""
+    from numba import njit
+    from numba.extending import register_jitable
+
+    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row, kept_index,
+                       load_block, normal, record, row_finite, start_streams, store_block,
+                       uniform)
+
+    stamp = SOURCE_STAMP
+    threshold = DIVERGENCE_THRESHOLD
+
+    # No reference counting in the step loop (see langevin.py).
+    @register_jitable(_nrt=False)
+    def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
+                  n_burn, thin, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
+                  chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                  xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u):
+        m, d = xb.shape
+        load_block(X, G, E, pos, c0, xb, gb, eb, pb)
+        start_streams(k0, k1, g0, pb, bufs)
+        if not have_grad:
+            call_block(fixed, block, xb, gb, eb, params)
+        for s in range(s0, s1):
+            h = eta[s]
+            hh = half_eta[s]
+            # Momenta p ~ N(0, M), the starting Hamiltonian, the first half kick.
+            for r in range(m):
+                chain = np.uint64(g0 + r)
+                p = pb[r]
+                buf = bufs[r, :4]
+                for j in range(d):
+                    z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
+                    zrow[j] = z
+                u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
+                pb[r] = p
+                log_u[r] = math.log(u) if u > 0 else -np.inf
+                kin = 0.0
+                for j in range(d):
+                    if mass_kind == 0:
+                        pn[r, j] = zrow[j]
+                    elif mass_kind == 1:
+                        pn[r, j] = sqrt_m[j] * zrow[j]
+                    else:
+                        pj = zrow[0] * chol[j, 0]
+                        for i in range(1, j + 1):
+                            pj += chol[j, i] * zrow[i]
+                        pn[r, j] = pj
+                    # With M = L L^T and p = L z, p^T M^-1 p = z^T z for every mass.
+                    kin += np.float64(zrow[j]) * np.float64(zrow[j])
+                h0[r] = np.float64(eb[r]) + 0.5 * kin
+                for j in range(d):
+                    xn[r, j] = xb[r, j]
+                    pn[r, j] -= hh * gb[r, j]
+            for step in range(n_leapfrog):
+                for r in range(m):
+                    if mass_kind == 2:
+                        for j in range(d):
+                            v = 0.0
+                            for i in range(d):
+                                v += minv[j, i] * pn[r, i]
+                            vrow[j] = v
+                        for j in range(d):
+                            xn[r, j] += h * vrow[j]
+                    elif mass_kind == 1:
+                        for j in range(d):
+                            xn[r, j] += h * (minv_diag[j] * pn[r, j])
+                    else:
+                        for j in range(d):
+                            xn[r, j] += h * pn[r, j]
+                call_block(fixed, block, xn, gn, en, params)
+                kick = h if step < n_leapfrog - 1 else hh
+                for r in range(m):
+                    for j in range(d):
+                        pn[r, j] -= kick * gn[r, j]
+            k = kept_index(s, n_burn, thin)
+            for r in range(m):
+                kin = 0.0
+                if mass_kind == 2:
+                    for j in range(d):
+                        v = 0.0
+                        for i in range(d):
+                            v += np.float64(minv[j, i]) * np.float64(pn[r, i])
+                        kin += v * np.float64(pn[r, j])
+                elif mass_kind == 1:
+                    for j in range(d):
+                        pj = np.float64(pn[r, j])
+                        kin += pj * pj * np.float64(minv_diag[j])
+                else:
+                    for j in range(d):
+                        pj = np.float64(pn[r, j])
+                        kin += pj * pj
+                delta = np.float64(en[r]) + 0.5 * kin - h0[r]
+                accepted = False
+                if (not row_finite(en, gn, xn, r)) or (not math.isfinite(delta)) \
+                        or delta > threshold:
+                    div[c0 + r] += 1  # rejected; the chain keeps its state
+                elif log_u[r] < -delta:
+                    accepted = True
+                    copy_row(xn, xb, r)
+                    copy_row(gn, gb, r)
+                    eb[r] = en[r]
+                    n_acc[c0 + r] += 1
+                if k >= 0:
+                    record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
+                           acc_out, moments)
+        store_block(X, G, E, pos, c0, xb, gb, eb, pb)
+
+    @njit(nogil=True, cache=True)
+    def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
+               s1, n_burn, thin, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
+               chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
+        if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
+            return
+        n, d = X.shape
+        k0 = np.uint64(key[0])
+        k1 = np.uint64(key[1])
+        for b in range(b0, b1):
+            c0 = b * rows
+            m = min(n, c0 + rows) - c0
+            xb, gb, eb, xn, gn, en, pb, bufs = block_scratch(X, c0, m)
+            pn = np.empty((m, d), X.dtype)
+            zrow = np.empty(d, X.dtype)
+            vrow = np.empty(d, X.dtype)
+            h0 = np.empty(m, np.float64)
+            log_u = np.empty(m, np.float64)
+            run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
+                      chain_offset + c0, s0, s1, n_burn, thin, eta, half_eta, n_leapfrog,
+                      mass_kind, sqrt_m, minv_diag, chol, minv,
+                      traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                      xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u)
+        progress[0] = s1
+
+    return kernel
+
+
+def _check_mass(mass):
+    """``(kind, mass)``: validated mass as None, a positive float, (dim,) or SPD (dim, dim)."""
+    if mass is None:
+        return _IDENTITY, None
+    if isinstance(mass, numbers.Real) and not isinstance(mass, (bool, np.bool_)):
+        value = float(mass)
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"mass must be positive and finite, got {mass}")
+        return _DIAGONAL, value
+    try:
+        arr = np.array(mass, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"mass must be None, a float, a (dim,) or a (dim, dim) array, got "
+                        f"{type(mass).__name__}") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("mass must be finite")
+    if arr.ndim == 0:
+        return _check_mass(float(arr))
+    if arr.ndim == 1:
+        if arr.size == 0 or np.any(arr <= 0):
+            raise ValueError("mass as a (dim,) diagonal must be non-empty and positive")
+        return _DIAGONAL, arr
+    if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.shape[0] > 0:
+        if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-12 * np.abs(arr).max()):
+            raise ValueError("mass as a (dim, dim) matrix must be symmetric")
+        try:
+            np.linalg.cholesky(arr)
+        except np.linalg.LinAlgError:
+            raise ValueError("mass must be positive definite (its Cholesky factorisation "
+                             "failed)") from None
+        return _DENSE, 0.5 * (arr + arr.T)
+    raise ValueError(f"mass must be None, a float, a (dim,) or a (dim, dim) array, got shape "
+                     f"{arr.shape}")
+
+
+class HamiltonianMonteCarlo(ChainSampler):
+    """Hamiltonian Monte Carlo over parallel chains.
+
+    Parameters
+    ----------
+    energy : Energy
+        The target's energy (aliases ``model=``, ``energy_function=``).
+    step_size : float or BaseScheduler
+        Leapfrog step η > 0, or a schedule over proposals.
+    n_leapfrog_steps : int
+        Leapfrog steps per proposal, L >= 1.
+    mass : None, float, array (dim,) or array (dim, dim)
+        Mass matrix M: identity, a multiple of it, a diagonal, or a symmetric positive
+        definite matrix.
+    dtype, device, seed
+        See :class:`~npebm.samplers.BaseSampler`.
+
+    Notes
+    -----
+    A proposal costs L gradient evaluations: the final force of one trajectory is reused
+    as the first of the next.  Acceptance uses the full Hamiltonian.  Proposals with a
+    non-finite state, energy or gradient, or an energy error above 1000, are rejected,
+    counted in ``diagnostics.divergences`` and never written into the chain.
+
+    Examples
+    --------
+    >>> from npebm.energies import GaussianEnergy
+    >>> energy = GaussianEnergy([0.0, 0.0], [[1.0, 0.8], [0.8, 1.0]])
+    >>> hmc = HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=10, seed=0)
+    >>> x, diag = hmc.sample(n_samples=500, n_steps=100, return_diagnostics=True)
+    >>> 0.5 < diag.summary()["acceptance_rate"] <= 1.0
+    True
+    """
+
+    _build_kernel = staticmethod(_build_kernel)
+
+    def __init__(self, energy=None, step_size=1e-1, n_leapfrog_steps=10, mass=None, *,
+                 dtype=None, device="cpu", seed=None, model=None, energy_function=None):
+        super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
+                         energy_function=energy_function)
+        self.register_scheduler("step_size", step_size)
+        schedule_values(self.schedulers["step_size"], "step_size", 0, 1)
+        self.n_leapfrog_steps = check_int(n_leapfrog_steps, "n_leapfrog_steps", 1)
+        self._mass_kind, mass = _check_mass(mass)
+        self.mass = mass
+        if isinstance(mass, np.ndarray):
+            self._check_dim(mass.shape[0], "mass")
+
+    step_size = property(lambda self: self._parameter("step_size"),
+                         doc="η: a float, or the scheduler when one was given.")
+
+    def _schedules(self, start, n):
+        eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
+        return {"step_size": eta, "half": 0.5 * eta}
+
+    def _mass_arrays(self, dim):
+        """(kind, sqrt_m, minv_diag, chol, minv) in float64 for a run of dimension ``dim``."""
+        kind, mass = self._mass_kind, self.mass
+        empty1, empty2 = np.zeros(0), np.zeros((0, 0))
+        if kind == _IDENTITY:
+            return kind, empty1, empty1, empty2, empty2
+        if isinstance(mass, np.ndarray) and mass.shape[0] != dim:
+            raise ValueError(f"mass has dim {mass.shape[0]} but the chains have dim {dim}")
+        if kind == _DIAGONAL:
+            diag = np.broadcast_to(np.asarray(mass, np.float64), (dim,))
+            return kind, np.sqrt(diag), 1.0 / diag, empty2, empty2
+        chol = np.linalg.cholesky(mass)
+        inv_chol = np.linalg.inv(chol)
+        minv = inv_chol.T @ inv_chol
+        return kind, empty1, empty1, chol, 0.5 * (minv + minv.T)
+
+    def _kernel_args(self, sched, dtype, dim):
+        kind, sqrt_m, minv_diag, chol, minv = self._mass_arrays(dim)
+        c = np.ascontiguousarray
+        return (sched["step_size"].astype(dtype), sched["half"].astype(dtype),
+                np.int64(self.n_leapfrog_steps), np.int64(kind), c(sqrt_m, dtype),
+                c(minv_diag, dtype), c(chol, dtype), c(minv, dtype))
+
+    def _evaluate(self, x):
+        e, g = self.energy.energy_and_gradient(x)
+        return np.asarray(e, x.dtype), np.asarray(g, x.dtype)
+
+    def _vector_step(self, run, s, sched, streams):
+        x, g, e = run.x, run.g, run.e
+        n, d = x.shape
+        dtype = x.dtype
+        t = dtype.type
+        kind, sqrt_m, minv_diag, chol, minv = self._mass_arrays(d)
+        sqrt_m, minv_diag = sqrt_m.astype(dtype), minv_diag.astype(dtype)
+        chol, minv = chol.astype(dtype), minv.astype(dtype)
+        h, hh = t(sched["step_size"][s]), t(sched["half"][s])
+        z = streams.normal(n, d, dtype)
+        u = streams.uniform(n, dtype)
+        if kind == _IDENTITY:
+            p = z.copy()
+        elif kind == _DIAGONAL:
+            p = z * sqrt_m
+        else:
+            p = z @ chol.T
+        z64 = z.astype(np.float64)
+        h0 = e.astype(np.float64) + 0.5 * np.einsum("ij,ij->i", z64, z64)
+        xn = x.copy()
+        p = p - hh * g
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            for step in range(self.n_leapfrog_steps):
+                if kind == _IDENTITY:
+                    xn += h * p
+                elif kind == _DIAGONAL:
+                    xn += h * (minv_diag * p)
+                else:
+                    xn += h * (p @ minv.T)
+                en, gn = self._evaluate(xn)
+                p -= (h if step < self.n_leapfrog_steps - 1 else hh) * gn
+            p64 = p.astype(np.float64)
+            if kind == _IDENTITY:
+                kin = np.einsum("ij,ij->i", p64, p64)
+            elif kind == _DIAGONAL:
+                kin = np.einsum("ij,ij,j->i", p64, p64, minv_diag.astype(np.float64))
+            else:
+                kin = np.einsum("ij,ij->i", p64 @ minv.astype(np.float64).T, p64)
+            delta = en.astype(np.float64) + 0.5 * kin - h0
+            ok = (np.isfinite(en) & np.isfinite(gn).all(axis=1) & np.isfinite(xn).all(axis=1)
+                  & np.isfinite(delta) & (delta <= DIVERGENCE_THRESHOLD))
+            accepted = ok & (np.log(u.astype(np.float64)) < -delta)
+        x[accepted] = xn[accepted]
+        g[accepted] = gn[accepted]
+        e[accepted] = en[accepted]
+        return accepted, ~ok
