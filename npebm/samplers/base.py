@@ -189,7 +189,7 @@ class ChainSampler(BaseSampler):
 
     Subclasses define:
 
-    - ``_build_kernel(fixed)``: a static method returning the fused kernel;
+    - ``_build_kernel(fixed, chain_major)``: a static method returning the fused kernel;
     - ``_schedules(start, n)``: dict of per-step float64 arrays (``"step_size"`` among
       them) for steps ``start .. start + n - 1``;
     - ``_kernel_args(sched, dtype, dim)``: the sampler's own kernel arguments;
@@ -672,6 +672,7 @@ def _kernel_for(sampler, energy, dtype):
     if energy._cacheable:
         custom = energy._block_function()
         name = energy._kernel + ("/block" if custom is not None else "")
+        chain_major = custom is None
         fixed = _FIXED_BLOCKS.get(name)
         if fixed is None:
             from numba.extending import register_jitable
@@ -683,11 +684,11 @@ def _kernel_for(sampler, energy, dtype):
             fixed = _FIXED_BLOCKS[name] = register_jitable(_nrt=False)(py_block)
         block, params = None, _compile.cast_params(energy.params, dtype)
     else:
-        name, fixed = None, None
+        name, fixed, chain_major = None, None, False
         block, params = _compile.block_function(energy, dtype)
     kernel = _KERNELS.get((builder, name))
     if kernel is None:
-        kernel = _KERNELS[(builder, name)] = builder(fixed)
+        kernel = _KERNELS[(builder, name)] = builder(fixed, chain_major)
     return kernel, block, params
 
 

@@ -24,7 +24,7 @@ __all__ = ["HamiltonianMonteCarlo"]
 _IDENTITY, _DIAGONAL, _DENSE = 0, 1, 2
 
 
-def _build_kernel(fixed):
+def _build_kernel(fixed, chain_major):
     """The fused HMC kernel over blocks ``b0 .. b1 - 1`` of chains, all proposals inside."""
     from numba import njit
     from numba.extending import register_jitable
@@ -47,89 +47,95 @@ def _build_kernel(fixed):
         start_streams(k0, k1, g0, pb, bufs)
         if not have_grad:
             call_block(fixed, block, xb, gb, eb, params)
-        for s in range(s0, s1):
-            h = eta[s]
-            hh = half_eta[s]
-            # Momenta p ~ N(0, M), the starting Hamiltonian, the first half kick.
-            for r in range(m):
-                chain = np.uint64(g0 + r)
-                p = pb[r]
-                buf = bufs[r, :4]
-                for j in range(d):
-                    z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
-                    zrow[j] = z
-                u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
-                pb[r] = p
-                log_u[r] = math.log(u) if u > 0 else -np.inf
-                kin = 0.0
-                for j in range(d):
-                    if mass_kind == 0:
-                        pn[r, j] = zrow[j]
-                    elif mass_kind == 1:
-                        pn[r, j] = sqrt_m[j] * zrow[j]
-                    else:
-                        pj = zrow[0] * chol[j, 0]
-                        for i in range(1, j + 1):
-                            pj += chol[j, i] * zrow[i]
-                        pn[r, j] = pj
-                    # With M = L L^T and p = L z, p^T M^-1 p = z^T z for every mass.
-                    kin += np.float64(zrow[j]) * np.float64(zrow[j])
-                h0[r] = np.float64(eb[r]) + 0.5 * kin
-                for j in range(d):
-                    xn[r, j] = xb[r, j]
-                    pn[r, j] -= hh * gb[r, j]
-            for step in range(n_leapfrog):
-                for r in range(m):
+        # Chain-major order (all steps of one chain, then the next) keeps a small
+        # chain hot in registers and cache; blocks of rows serve energies that
+        # evaluate many chains at once (a dense product) or sit behind a pointer.
+        for grp in range(m if chain_major else 1):
+            r0 = grp if chain_major else 0
+            r1 = grp + 1 if chain_major else m
+            for s in range(s0, s1):
+                h = eta[s]
+                hh = half_eta[s]
+                # Momenta p ~ N(0, M), the starting Hamiltonian, the first half kick.
+                for r in range(r0, r1):
+                    chain = np.uint64(g0 + r)
+                    p = pb[r]
+                    buf = bufs[r, :4]
+                    for j in range(d):
+                        z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
+                        zrow[j] = z
+                    u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
+                    pb[r] = p
+                    log_u[r] = math.log(u) if u > 0 else -np.inf
+                    kin = 0.0
+                    for j in range(d):
+                        if mass_kind == 0:
+                            pn[r, j] = zrow[j]
+                        elif mass_kind == 1:
+                            pn[r, j] = sqrt_m[j] * zrow[j]
+                        else:
+                            pj = zrow[0] * chol[j, 0]
+                            for i in range(1, j + 1):
+                                pj += chol[j, i] * zrow[i]
+                            pn[r, j] = pj
+                        # With M = L L^T and p = L z, p^T M^-1 p = z^T z for every mass.
+                        kin += np.float64(zrow[j]) * np.float64(zrow[j])
+                    h0[r] = np.float64(eb[r]) + 0.5 * kin
+                    for j in range(d):
+                        xn[r, j] = xb[r, j]
+                        pn[r, j] -= hh * gb[r, j]
+                for step in range(n_leapfrog):
+                    for r in range(r0, r1):
+                        if mass_kind == 2:
+                            for j in range(d):
+                                v = 0.0
+                                for i in range(d):
+                                    v += minv[j, i] * pn[r, i]
+                                vrow[j] = v
+                            for j in range(d):
+                                xn[r, j] += h * vrow[j]
+                        elif mass_kind == 1:
+                            for j in range(d):
+                                xn[r, j] += h * (minv_diag[j] * pn[r, j])
+                        else:
+                            for j in range(d):
+                                xn[r, j] += h * pn[r, j]
+                    call_block(fixed, block, xn[r0:r1], gn[r0:r1], en[r0:r1], params)
+                    kick = h if step < n_leapfrog - 1 else hh
+                    for r in range(r0, r1):
+                        for j in range(d):
+                            pn[r, j] -= kick * gn[r, j]
+                k = kept_index(s, n_burn, thin)
+                for r in range(r0, r1):
+                    kin = 0.0
                     if mass_kind == 2:
                         for j in range(d):
                             v = 0.0
                             for i in range(d):
-                                v += minv[j, i] * pn[r, i]
-                            vrow[j] = v
-                        for j in range(d):
-                            xn[r, j] += h * vrow[j]
+                                v += np.float64(minv[j, i]) * np.float64(pn[r, i])
+                            kin += v * np.float64(pn[r, j])
                     elif mass_kind == 1:
                         for j in range(d):
-                            xn[r, j] += h * (minv_diag[j] * pn[r, j])
+                            pj = np.float64(pn[r, j])
+                            kin += pj * pj * np.float64(minv_diag[j])
                     else:
                         for j in range(d):
-                            xn[r, j] += h * pn[r, j]
-                call_block(fixed, block, xn, gn, en, params)
-                kick = h if step < n_leapfrog - 1 else hh
-                for r in range(m):
-                    for j in range(d):
-                        pn[r, j] -= kick * gn[r, j]
-            k = kept_index(s, n_burn, thin)
-            for r in range(m):
-                kin = 0.0
-                if mass_kind == 2:
-                    for j in range(d):
-                        v = 0.0
-                        for i in range(d):
-                            v += np.float64(minv[j, i]) * np.float64(pn[r, i])
-                        kin += v * np.float64(pn[r, j])
-                elif mass_kind == 1:
-                    for j in range(d):
-                        pj = np.float64(pn[r, j])
-                        kin += pj * pj * np.float64(minv_diag[j])
-                else:
-                    for j in range(d):
-                        pj = np.float64(pn[r, j])
-                        kin += pj * pj
-                delta = np.float64(en[r]) + 0.5 * kin - h0[r]
-                accepted = False
-                if (not row_finite(en, gn, xn, r)) or (not math.isfinite(delta)) \
-                        or delta > threshold:
-                    div[c0 + r] += 1  # rejected; the chain keeps its state
-                elif log_u[r] < -delta:
-                    accepted = True
-                    copy_row(xn, xb, r)
-                    copy_row(gn, gb, r)
-                    eb[r] = en[r]
-                    n_acc[c0 + r] += 1
-                if k >= 0:
-                    record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
-                           acc_out, moments)
+                            pj = np.float64(pn[r, j])
+                            kin += pj * pj
+                    delta = np.float64(en[r]) + 0.5 * kin - h0[r]
+                    accepted = False
+                    if (not row_finite(en, gn, xn, r)) or (not math.isfinite(delta)) \
+                            or delta > threshold:
+                        div[c0 + r] += 1  # rejected; the chain keeps its state
+                    elif log_u[r] < -delta:
+                        accepted = True
+                        copy_row(xn, xb, r)
+                        copy_row(gn, gb, r)
+                        eb[r] = en[r]
+                        n_acc[c0 + r] += 1
+                    if k >= 0:
+                        record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
+                               acc_out, moments)
         store_block(X, G, E, pos, c0, xb, gb, eb, pb)
 
     @njit(nogil=True, cache=True)

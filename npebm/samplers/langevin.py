@@ -12,7 +12,7 @@ from .base import ChainSampler, check_real, schedule_values
 __all__ = ["LangevinDynamics"]
 
 
-def _build_kernel(fixed):
+def _build_kernel(fixed, chain_major):
     """The fused Langevin kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
     from numba import njit
     from numba.extending import register_jitable
@@ -34,34 +34,40 @@ def _build_kernel(fixed):
         start_streams(k0, k1, g0, pb, bufs)
         if not have_grad:
             call_block(fixed, block, xb, gb, eb, params)
-        for s in range(s0, s1):
-            h = eta[s]
-            a = amp[s]
-            for r in range(m):
-                chain = np.uint64(g0 + r)
-                p = pb[r]
-                buf = bufs[r, :4]
-                for j in range(d):
-                    z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
-                    v = xb[r, j] - h * (gb[r, j] + decay * xb[r, j]) + a * z
-                    if clamp_on:
-                        v = min(max(v, lo), hi)
-                    xn[r, j] = v
-                pb[r] = p
-            call_block(fixed, block, xn, gn, en, params)
-            k = kept_index(s, n_burn, thin)
-            for r in range(m):
-                ok = row_finite(en, gn, xn, r)
-                if ok:
-                    copy_row(xn, xb, r)
-                    copy_row(gn, gb, r)
-                    eb[r] = en[r]
-                    n_acc[c0 + r] += 1
-                else:  # a divergence: the chain keeps its state
-                    div[c0 + r] += 1
-                if k >= 0:
-                    record(k, b, c0 + r, r, xb, eb, gb, ok, traj, e_out, gn_out, acc_out,
-                           moments)
+        # Chain-major order (all steps of one chain, then the next) keeps a small
+        # chain hot in registers and cache; blocks of rows serve energies that
+        # evaluate many chains at once (a dense product) or sit behind a pointer.
+        for grp in range(m if chain_major else 1):
+            r0 = grp if chain_major else 0
+            r1 = grp + 1 if chain_major else m
+            for s in range(s0, s1):
+                h = eta[s]
+                a = amp[s]
+                for r in range(r0, r1):
+                    chain = np.uint64(g0 + r)
+                    p = pb[r]
+                    buf = bufs[r, :4]
+                    for j in range(d):
+                        z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
+                        v = xb[r, j] - h * (gb[r, j] + decay * xb[r, j]) + a * z
+                        if clamp_on:
+                            v = min(max(v, lo), hi)
+                        xn[r, j] = v
+                    pb[r] = p
+                call_block(fixed, block, xn[r0:r1], gn[r0:r1], en[r0:r1], params)
+                k = kept_index(s, n_burn, thin)
+                for r in range(r0, r1):
+                    ok = row_finite(en, gn, xn, r)
+                    if ok:
+                        copy_row(xn, xb, r)
+                        copy_row(gn, gb, r)
+                        eb[r] = en[r]
+                        n_acc[c0 + r] += 1
+                    else:  # a divergence: the chain keeps its state
+                        div[c0 + r] += 1
+                    if k >= 0:
+                        record(k, b, c0 + r, r, xb, eb, gb, ok, traj, e_out, gn_out, acc_out,
+                               moments)
         store_block(X, G, E, pos, c0, xb, gb, eb, pb)
 
     @njit(nogil=True, cache=True)

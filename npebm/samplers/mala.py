@@ -19,7 +19,7 @@ from .base import ChainSampler, schedule_values
 __all__ = ["MALA"]
 
 
-def _build_kernel(fixed):
+def _build_kernel(fixed, chain_major):
     """The fused MALA kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
     from numba import njit
     from numba.extending import register_jitable
@@ -41,47 +41,53 @@ def _build_kernel(fixed):
         start_streams(k0, k1, g0, pb, bufs)
         if not have_grad:
             call_block(fixed, block, xb, gb, eb, params)
-        for s in range(s0, s1):
-            h = eta[s]
-            a = amp[s]
-            for r in range(m):
-                chain = np.uint64(g0 + r)
-                p = pb[r]
-                buf = bufs[r, :4]
-                zz = 0.0
-                for j in range(d):
-                    z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
-                    yb[r, j] = xb[r, j] - h * gb[r, j] + a * z
-                    zz += np.float64(z) * np.float64(z)
-                u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
-                half_zz[r] = 0.5 * zz
-                log_u[r] = math.log(u) if u > 0 else -np.inf
-                pb[r] = p
-            call_block(fixed, block, yb, gy, ey, params)
-            k = kept_index(s, n_burn, thin)
-            for r in range(m):
-                ok = row_finite(ey, gy, yb, r)
-                accepted = False
-                if ok:
-                    # log q(x | y) needs the reverse drift, from the proposal's gradient.
-                    w = 0.0
+        # Chain-major order (all steps of one chain, then the next) keeps a small
+        # chain hot in registers and cache; blocks of rows serve energies that
+        # evaluate many chains at once (a dense product) or sit behind a pointer.
+        for grp in range(m if chain_major else 1):
+            r0 = grp if chain_major else 0
+            r1 = grp + 1 if chain_major else m
+            for s in range(s0, s1):
+                h = eta[s]
+                a = amp[s]
+                for r in range(r0, r1):
+                    chain = np.uint64(g0 + r)
+                    p = pb[r]
+                    buf = bufs[r, :4]
+                    zz = 0.0
                     for j in range(d):
-                        t = np.float64(xb[r, j]) - np.float64(yb[r, j]) \
-                            + np.float64(h) * np.float64(gy[r, j])
-                        w += t * t
-                    log_alpha = (np.float64(eb[r]) - np.float64(ey[r])) \
-                        - w * inv4h[s] + half_zz[r]
-                    if log_u[r] < log_alpha:
-                        accepted = True
-                        copy_row(yb, xb, r)
-                        copy_row(gy, gb, r)
-                        eb[r] = ey[r]
-                        n_acc[c0 + r] += 1
-                else:  # a divergence: rejected, the chain keeps its state
-                    div[c0 + r] += 1
-                if k >= 0:
-                    record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
-                           acc_out, moments)
+                        z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
+                        yb[r, j] = xb[r, j] - h * gb[r, j] + a * z
+                        zz += np.float64(z) * np.float64(z)
+                    u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
+                    half_zz[r] = 0.5 * zz
+                    log_u[r] = math.log(u) if u > 0 else -np.inf
+                    pb[r] = p
+                call_block(fixed, block, yb[r0:r1], gy[r0:r1], ey[r0:r1], params)
+                k = kept_index(s, n_burn, thin)
+                for r in range(r0, r1):
+                    ok = row_finite(ey, gy, yb, r)
+                    accepted = False
+                    if ok:
+                        # log q(x | y) needs the reverse drift, from the proposal's gradient.
+                        w = 0.0
+                        for j in range(d):
+                            t = np.float64(xb[r, j]) - np.float64(yb[r, j]) \
+                                + np.float64(h) * np.float64(gy[r, j])
+                            w += t * t
+                        log_alpha = (np.float64(eb[r]) - np.float64(ey[r])) \
+                            - w * inv4h[s] + half_zz[r]
+                        if log_u[r] < log_alpha:
+                            accepted = True
+                            copy_row(yb, xb, r)
+                            copy_row(gy, gb, r)
+                            eb[r] = ey[r]
+                            n_acc[c0 + r] += 1
+                    else:  # a divergence: rejected, the chain keeps its state
+                        div[c0 + r] += 1
+                    if k >= 0:
+                        record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
+                               acc_out, moments)
         store_block(X, G, E, pos, c0, xb, gb, eb, pb)
 
     @njit(nogil=True, cache=True)
