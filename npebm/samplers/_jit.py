@@ -115,15 +115,6 @@ def copy_row(src, dst, r):
 
 
 @register_jitable(inline="always")
-def kept_index(s, n_burn, thin):
-    """Index of step ``s`` among the kept steps, or -1 when it is not kept."""
-    t = s - n_burn + 1
-    if t <= 0 or t % thin != 0:
-        return -1
-    return t // thin - 1
-
-
-@register_jitable(inline="always")
 def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, moments):
     """Write chain ``c`` (row ``r`` of block ``b``) into the outputs at kept index ``k``.
 

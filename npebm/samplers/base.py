@@ -8,6 +8,7 @@ chunks of steps, and assembles results, diagnostics and the resumable state.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 import sys
 import time
@@ -88,6 +89,19 @@ def schedule_values(scheduler, name, start, n, positive=True):
         raise ValueError(f"{name} must be finite and {rule} at every step; its scheduler "
                          f"gives {values[i]} at step {start + i}")
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _int_key(seed):
+    return key_from_seed(seed)
+
+
+def _key(seed):
+    """The stream key of ``seed``; integer seeds are remembered (a SeedSequence costs
+    ~20 µs, which matters to runs of a few chains)."""
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+        return _int_key(int(seed)).copy()
+    return key_from_seed(seed)
 
 
 # -------------------------------------------------------------------------- samplers
@@ -338,7 +352,7 @@ class ChainSampler(BaseSampler):
             n_samples = check_int(n_samples, "n_samples", 1)
         if dim is not None:
             dim = check_int(dim, "dim", 1)
-        key = key_from_seed(self.seed if seed is None else seed)
+        key = _key(self.seed if seed is None else seed)
         if x is None:
             dim = dim if dim is not None else self.energy.dim
             if dim is None:
@@ -487,6 +501,12 @@ class ChainSampler(BaseSampler):
         return samples, diag
 
 
+def kept_indices(n_total, burn_in, thin):
+    """Per step: its index among the kept steps, or -1 (a lookup beats a division)."""
+    t = np.arange(n_total, dtype=np.int64) - burn_in + 1
+    return np.where((t > 0) & (t % thin == 0), t // thin - 1, -1).astype(np.int64)
+
+
 def _rows_per_block(n):
     """Chains per block of the fused kernels: a function of n alone, never of the thread
     count, so that per-block partial sums (and so the diagnostics) are reproducible."""
@@ -526,6 +546,7 @@ class _FusedRunner:
         self.pos = st.pos
         self.key = st.key
         self.extra = sampler._kernel_args(sched, dtype, st.x.shape[1])
+        self.keep = None
         self.out = out
         self.have_grad = False
         self.progress = np.zeros(1, np.int64)
@@ -533,9 +554,11 @@ class _FusedRunner:
 
     def __call__(self, s0, s1, burn_in, thin):
         o = self.out
+        if self.keep is None:
+            self.keep = kept_indices(len(self.extra[0]), burn_in, thin)
         args = (self.block, self.params, self.X, self.G, self.E, self.have_grad, self.pos,
                 self.key, np.int64(self.st.chain_offset), np.int64(self.rows),
-                np.int64(s0), np.int64(s1), np.int64(burn_in), np.int64(thin),
+                np.int64(s0), np.int64(s1), self.keep,
                 *self.extra, o["traj"], o["energy"], o["grad_norm"], o["accepted"],
                 o["moments"], o["divergences"], o["n_accepted"], self.progress)
         n_blocks = -(-self.X.shape[0] // self.rows)

@@ -29,7 +29,7 @@ def _build_kernel(fixed, chain_major):
     from numba import njit
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row, kept_index,
+    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row,
                        load_block, normal, record, row_finite, start_streams, store_block,
                        uniform)
 
@@ -39,7 +39,7 @@ def _build_kernel(fixed, chain_major):
     # No reference counting in the step loop (see langevin.py).
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
-                  n_burn, thin, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
+                  keep, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
                   chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc,
                   xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u):
         m, d = xb.shape
@@ -105,7 +105,7 @@ def _build_kernel(fixed, chain_major):
                     for r in range(r0, r1):
                         for j in range(d):
                             pn[r, j] -= kick * gn[r, j]
-                k = kept_index(s, n_burn, thin)
+                k = keep[s]
                 for r in range(r0, r1):
                     kin = 0.0
                     if mass_kind == 2:
@@ -140,7 +140,7 @@ def _build_kernel(fixed, chain_major):
 
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
-               s1, n_burn, thin, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
+               s1, keep, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
                chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
@@ -157,7 +157,7 @@ def _build_kernel(fixed, chain_major):
             h0 = np.empty(m, np.float64)
             log_u = np.empty(m, np.float64)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
-                      chain_offset + c0, s0, s1, n_burn, thin, eta, half_eta, n_leapfrog,
+                      chain_offset + c0, s0, s1, keep, eta, half_eta, n_leapfrog,
                       mass_kind, sqrt_m, minv_diag, chol, minv,
                       traj, e_out, gn_out, acc_out, moments, div, n_acc,
                       xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u)

@@ -17,7 +17,7 @@ def _build_kernel(fixed, chain_major):
     from numba import njit
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row, kept_index,
+    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row,
                        load_block, normal, record, row_finite, start_streams, store_block)
 
     stamp = SOURCE_STAMP
@@ -26,7 +26,7 @@ def _build_kernel(fixed, chain_major):
     # costs (views, calls and array arguments would otherwise each cost atomic updates).
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
-                  n_burn, thin, eta, amp, decay, lo, hi, clamp_on,
+                  keep, eta, amp, decay, lo, hi, clamp_on,
                   traj, e_out, gn_out, acc_out, moments, div, n_acc,
                   xb, gb, eb, xn, gn, en, pb, bufs):
         m, d = xb.shape
@@ -55,7 +55,7 @@ def _build_kernel(fixed, chain_major):
                         xn[r, j] = v
                     pb[r] = p
                 call_block(fixed, block, xn[r0:r1], gn[r0:r1], en[r0:r1], params)
-                k = kept_index(s, n_burn, thin)
+                k = keep[s]
                 for r in range(r0, r1):
                     ok = row_finite(en, gn, xn, r)
                     if ok:
@@ -72,7 +72,7 @@ def _build_kernel(fixed, chain_major):
 
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
-               s1, n_burn, thin, eta, amp, decay, lo, hi, clamp_on,
+               s1, keep, eta, amp, decay, lo, hi, clamp_on,
                traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
@@ -84,7 +84,7 @@ def _build_kernel(fixed, chain_major):
             m = min(n, c0 + rows) - c0
             xb, gb, eb, xn, gn, en, pb, bufs = block_scratch(X, c0, m)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
-                      chain_offset + c0, s0, s1, n_burn, thin, eta, amp, decay, lo, hi,
+                      chain_offset + c0, s0, s1, keep, eta, amp, decay, lo, hi,
                       clamp_on, traj, e_out, gn_out, acc_out, moments, div, n_acc,
                       xb, gb, eb, xn, gn, en, pb, bufs)
         progress[0] = s1

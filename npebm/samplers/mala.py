@@ -24,7 +24,7 @@ def _build_kernel(fixed, chain_major):
     from numba import njit
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row, kept_index,
+    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row,
                        load_block, normal, record, row_finite, start_streams, store_block,
                        uniform)
 
@@ -33,7 +33,7 @@ def _build_kernel(fixed, chain_major):
     # No reference counting in the step loop (see langevin.py).
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
-                  n_burn, thin, eta, amp, inv4h,
+                  keep, eta, amp, inv4h,
                   traj, e_out, gn_out, acc_out, moments, div, n_acc,
                   xb, gb, eb, yb, gy, ey, pb, bufs, half_zz, log_u):
         m, d = xb.shape
@@ -64,7 +64,7 @@ def _build_kernel(fixed, chain_major):
                     log_u[r] = math.log(u) if u > 0 else -np.inf
                     pb[r] = p
                 call_block(fixed, block, yb[r0:r1], gy[r0:r1], ey[r0:r1], params)
-                k = kept_index(s, n_burn, thin)
+                k = keep[s]
                 for r in range(r0, r1):
                     ok = row_finite(ey, gy, yb, r)
                     accepted = False
@@ -92,7 +92,7 @@ def _build_kernel(fixed, chain_major):
 
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
-               s1, n_burn, thin, eta, amp, inv4h,
+               s1, keep, eta, amp, inv4h,
                traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
@@ -106,7 +106,7 @@ def _build_kernel(fixed, chain_major):
             half_zz = np.empty(m, np.float64)
             log_u = np.empty(m, np.float64)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
-                      chain_offset + c0, s0, s1, n_burn, thin, eta, amp, inv4h,
+                      chain_offset + c0, s0, s1, keep, eta, amp, inv4h,
                       traj, e_out, gn_out, acc_out, moments, div, n_acc,
                       xb, gb, eb, yb, gy, ey, pb, bufs, half_zz, log_u)
         progress[0] = s1
