@@ -55,7 +55,7 @@ import math
 
 import numba
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import overload, register_jitable
 
 # Stream ids (counter word 3) live in the light public module; re-exported here so
@@ -401,31 +401,47 @@ def fill_uniform_row(k0, k1, chain, sid, pos, buf, out):
 
 
 # ---------------------------------------------------------------------------------
-# Batch kernels over chains.  Chains are split into up to _N_CHUNKS contiguous chunks,
-# one scratch buf each, BUF_STRIDE apart: buf is rewritten every 4 words, and two
-# threads' caches on one cache line bounce it between cores (measured: 2 threads
-# slower than 1).  Chunking, not numba.get_num_threads(), sizes the scratch because
-# the latter makes a kernel uncachable.  None of this changes which numbers come out.
-# cache=True is safe here: everything these kernels inline lives in this file, so
-# Numba's per-file cache invalidation covers it.
+# Batch kernels over chains, one per kind so each compiles only its generator.  Chains
+# are split into up to _N_CHUNKS contiguous chunks run by npebm._threads; each call has
+# its own scratch buf: buf is rewritten every 4 words, and two threads' caches on one
+# cache line bounce it between cores (measured: 2 threads slower than 1).  None of this
+# changes which numbers come out.  cache=True is safe here: everything these kernels
+# inline lives in this file, so Numba's per-file cache invalidation covers it.
 _N_CHUNKS = 256
 
 
-@numba.njit(parallel=True, cache=True)
-def _fill(k0, k1, sid, chain_offset, pos, out, uniforms):
+@numba.njit(nogil=True, cache=True)
+def _fill_normal_chunks(c0, c1, n_chunks, k0, k1, sid, chain_offset, pos, out):
     n = out.shape[0]
-    n_chunks = min(n, _N_CHUNKS)
-    scratch = np.empty((n_chunks, BUF_STRIDE), np.uint32)
-    for c in prange(n_chunks):
-        buf = scratch[c, :4]
+    scratch = np.empty(BUF_STRIDE, np.uint32)
+    buf = scratch[:4]
+    for c in range(c0, c1):
         for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
             chain = np.uint64(chain_offset) + np.uint64(i)
             p = np.uint64(pos[i])
             sync(k0, k1, chain, sid, p, buf)
-            if uniforms:
-                pos[i] = fill_uniform_row(k0, k1, chain, sid, p, buf, out[i])
-            else:
-                pos[i] = fill_normal_row(k0, k1, chain, sid, p, buf, out[i])
+            pos[i] = fill_normal_row(k0, k1, chain, sid, p, buf, out[i])
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_uniform_chunks(c0, c1, n_chunks, k0, k1, sid, chain_offset, pos, out):
+    n = out.shape[0]
+    scratch = np.empty(BUF_STRIDE, np.uint32)
+    buf = scratch[:4]
+    for c in range(c0, c1):
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            chain = np.uint64(chain_offset) + np.uint64(i)
+            p = np.uint64(pos[i])
+            sync(k0, k1, chain, sid, p, buf)
+            pos[i] = fill_uniform_row(k0, k1, chain, sid, p, buf, out[i])
+
+
+def _fill(kernel, k0, k1, sid, chain_offset, pos, out):
+    from ._threads import run_blocks
+
+    n_chunks = min(out.shape[0], _N_CHUNKS)
+    if n_chunks:
+        run_blocks(kernel, n_chunks, np.int64(n_chunks), k0, k1, sid, chain_offset, pos, out)
 
 
 def fill_normal(k0, k1, sid, chain_offset, pos, out):
@@ -444,9 +460,9 @@ def fill_normal(k0, k1, sid, chain_offset, pos, out):
     out : ndarray of float32 or float64, shape (n_chains, m)
         Row i receives the next m normals of chain ``chain_offset + i``.
     """
-    _fill(k0, k1, sid, chain_offset, pos, out, False)
+    _fill(_fill_normal_chunks, k0, k1, sid, chain_offset, pos, out)
 
 
 def fill_uniform(k0, k1, sid, chain_offset, pos, out):
     """Fill ``out`` (n_chains, m) with uniforms in [0, 1); see :func:`fill_normal`."""
-    _fill(k0, k1, sid, chain_offset, pos, out, True)
+    _fill(_fill_uniform_chunks, k0, k1, sid, chain_offset, pos, out)

@@ -561,8 +561,9 @@ class _FusedRunner:
                 np.int64(s0), np.int64(s1), self.keep,
                 *self.extra, o["traj"], o["energy"], o["grad_norm"], o["accepted"],
                 o["moments"], o["divergences"], o["n_accepted"], self.progress)
-        n_blocks = -(-self.X.shape[0] // self.rows)
-        _run_parallel(self.kernel, n_blocks, args)
+        from .._threads import run_blocks
+
+        run_blocks(self.kernel, -(-self.X.shape[0] // self.rows), *args)
         self.have_grad = True
         self.done = int(self.progress[0])
 
@@ -639,44 +640,6 @@ class _Streams:
         out = np.empty((n, 1), dtype)
         self._philox.fill_uniform(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
         return out[:, 0]
-
-
-_POOL = None
-
-
-def _run_parallel(kernel, n_blocks, args):
-    """Run ``kernel(b0, b1, *args)`` over blocks ``0 .. n_blocks - 1`` on Numba's threads.
-
-    The kernels are serial ``nogil`` functions; contiguous ranges of blocks go to a
-    pool of Python threads, as many as ``numba.get_num_threads()``.  (A ``prange``
-    kernel did the same work but took 2.5-4x longer to compile, and the kernels are
-    compiled once per energy type.)  Ctrl-C while waiting lets every range finish, so
-    the chains' arrays are consistent when the interrupt propagates.
-    """
-    global _POOL
-    import numba
-
-    n_threads = min(numba.get_num_threads(), n_blocks)
-    if n_threads <= 1:
-        kernel(np.int64(0), np.int64(n_blocks), *args)
-        return
-    if _POOL is None or _POOL._max_workers < n_threads:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="npebm")
-    bounds = [n_blocks * t // n_threads for t in range(n_threads + 1)]
-    futures = [_POOL.submit(kernel, np.int64(bounds[t]), np.int64(bounds[t + 1]), *args)
-               for t in range(n_threads)]
-    interrupted = False
-    while True:
-        try:
-            for f in futures:
-                f.result()
-            break
-        except KeyboardInterrupt:
-            interrupted = True
-    if interrupted:
-        raise KeyboardInterrupt
 
 
 _FIXED_BLOCKS = {}
