@@ -410,30 +410,27 @@ def fill_uniform_row(k0, k1, chain, sid, pos, buf, out):
 _N_CHUNKS = 256
 
 
-@numba.njit(nogil=True, cache=True)
-def _fill_normal_chunks(c0, c1, n_chunks, k0, k1, sid, chain_offset, pos, out):
-    n = out.shape[0]
-    scratch = np.empty(BUF_STRIDE, np.uint32)
-    buf = scratch[:4]
-    for c in range(c0, c1):
-        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-            chain = np.uint64(chain_offset) + np.uint64(i)
-            p = np.uint64(pos[i])
-            sync(k0, k1, chain, sid, p, buf)
-            pos[i] = fill_normal_row(k0, k1, chain, sid, p, buf, out[i])
+def _fill_kernel(fill_row):
+    """A batch kernel over chunks ``c0 .. c1 - 1`` of chains that fills rows with
+    ``fill_row`` (a closure per kind, cached separately: Numba keys it on the cell)."""
+
+    @numba.njit(nogil=True, cache=True)
+    def fill_chunks(c0, c1, n_chunks, k0, k1, sid, chain_offset, pos, out):
+        n = out.shape[0]
+        scratch = np.empty(BUF_STRIDE, np.uint32)
+        buf = scratch[:4]
+        for c in range(c0, c1):
+            for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+                chain = np.uint64(chain_offset) + np.uint64(i)
+                p = np.uint64(pos[i])
+                sync(k0, k1, chain, sid, p, buf)
+                pos[i] = fill_row(k0, k1, chain, sid, p, buf, out[i])
+
+    return fill_chunks
 
 
-@numba.njit(nogil=True, cache=True)
-def _fill_uniform_chunks(c0, c1, n_chunks, k0, k1, sid, chain_offset, pos, out):
-    n = out.shape[0]
-    scratch = np.empty(BUF_STRIDE, np.uint32)
-    buf = scratch[:4]
-    for c in range(c0, c1):
-        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-            chain = np.uint64(chain_offset) + np.uint64(i)
-            p = np.uint64(pos[i])
-            sync(k0, k1, chain, sid, p, buf)
-            pos[i] = fill_uniform_row(k0, k1, chain, sid, p, buf, out[i])
+_fill_normal_chunks = _fill_kernel(fill_normal_row)
+_fill_uniform_chunks = _fill_kernel(fill_uniform_row)
 
 
 def _fill(kernel, k0, k1, sid, chain_offset, pos, out):
