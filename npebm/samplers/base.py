@@ -19,7 +19,7 @@ from ..backend import get_backend, resolve_dtype
 from ..diagnostics import Diagnostics
 from ..energies.base import Energy
 from ..random import INIT, NOISE, key_from_seed
-from ..schedulers import BaseScheduler, as_scheduler
+from ..schedulers import as_scheduler
 
 __all__ = ["BaseSampler", "ChainSampler"]
 
@@ -210,8 +210,6 @@ class ChainSampler(BaseSampler):
     - ``_vector_step(st, s, sched, streams)``: one step of the vectorised path.
     """
 
-    _adjusted = True  # whether acceptance_rate is a Metropolis-Hastings rate
-
     def __init__(self, energy=None, *, dtype=None, device="cpu", seed=None, model=None,
                  energy_function=None):
         super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
@@ -243,7 +241,8 @@ class ChainSampler(BaseSampler):
         thin : int
             Keep step i (counted from 0 after burn-in) when ``(i + 1) % thin == 0``.
         burn_in : int
-            Steps run first and not recorded.
+            Steps run first and not recorded.  Schedules count every step, burn-in
+            included: step ``burn_in + i`` of a fresh run uses ``values(...)[burn_in + i]``.
         return_trajectory : bool
             Return the kept states ``(n_samples, n_kept, dim)`` instead of the final ones.
         return_diagnostics : bool
@@ -448,7 +447,8 @@ class ChainSampler(BaseSampler):
             "n_accepted": np.zeros(n, np.int64),
         }
         out["rows"] = rows
-        runner = (self._fused_runner if fused else self._vector_runner)(st, sched, out, rows)
+        runner = (_FusedRunner(self, st, sched, out, rows) if fused
+                  else _VectorRunner(self, st, sched, out))
         bar = _Progress(n * n_total, progress)
         done = 0
         chunk = min(n_total, FIRST_CHUNK)
@@ -468,12 +468,6 @@ class ChainSampler(BaseSampler):
             st.step += runner.done
             self._state = st
         return out, sched, burn_in, thin, n_kept
-
-    def _fused_runner(self, st, sched, out, rows):
-        return _FusedRunner(self, st, sched, out, rows)
-
-    def _vector_runner(self, st, sched, out, rows):
-        return _VectorRunner(self, st, sched, out)
 
     def _package(self, result, single, want_traj, want_diag):
         out, sched, burn_in, thin, n_kept = result
@@ -713,11 +707,3 @@ class _Progress:
         else:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def as_positive_scheduler(value, name):
-    """A scheduler for a parameter that must be positive at every step."""
-    sched = as_scheduler(value, name)
-    if not isinstance(value, BaseScheduler) and sched.get_value() <= 0:
-        raise ValueError(f"{name} must be positive, got {sched.get_value()}")
-    return sched

@@ -128,8 +128,6 @@ class LangevinDynamics(ChainSampler):
     (100, 2)
     """
 
-    _adjusted = False
-
     _build_kernel = staticmethod(_build_kernel)
 
     def __init__(self, energy=None, step_size=1e-3, noise_scale=1.0, decay=0.0, clamp=None,
