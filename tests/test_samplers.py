@@ -130,6 +130,7 @@ def test_same_seed_same_bits_and_seed_matters(make):
 def test_chunking_does_not_change_results(make, monkeypatch):
     ref = make(GAUSS, seed=2).sample(n_samples=70, dim=2, n_steps=40, burn_in=7, thin=3,
                                      return_diagnostics=True)
+    monkeypatch.setattr(sampler_base, "SMALL_RUN", 0)
     monkeypatch.setattr(sampler_base, "FIRST_CHUNK", 1)
     monkeypatch.setattr(sampler_base, "CHUNK_SECONDS", 1e-9)  # every chunk one step
     out = make(GAUSS, seed=2).sample(n_samples=70, dim=2, n_steps=40, burn_in=7, thin=3,
@@ -254,6 +255,7 @@ def test_hmc_divergence_never_enters_the_chain():
 # ----------------------------------------------------------------- interruption
 
 def test_ctrl_c_keeps_a_resumable_state(make, monkeypatch):
+    monkeypatch.setattr(sampler_base, "SMALL_RUN", 0)
     monkeypatch.setattr(sampler_base, "FIRST_CHUNK", 4)
     monkeypatch.setattr(sampler_base, "CHUNK_SECONDS", 1e-9)
     calls = {"n": 0}

@@ -27,6 +27,8 @@ __all__ = ["BaseSampler", "ChainSampler"]
 CHUNK_SECONDS = 0.25
 #: Steps in the first chunk, before the cost of a step has been measured.
 FIRST_CHUNK = 10
+#: Runs of at most this many chain-steps × dimensions go in a single chunk.
+SMALL_RUN = 2_000_000
 #: An energy error beyond this rejects an HMC proposal as a divergence.
 DIVERGENCE_THRESHOLD = 1000.0
 
@@ -451,7 +453,10 @@ class ChainSampler(BaseSampler):
                   else _VectorRunner(self, st, sched, out))
         bar = _Progress(n * n_total, progress)
         done = 0
-        chunk = min(n_total, FIRST_CHUNK)
+        # Small runs go in one chunk (a chunk costs a kernel call and a thread hand-off);
+        # others start with a short one to time a step, then take CHUNK_SECONDS each.
+        small = n * d * n_total <= SMALL_RUN
+        chunk = n_total if small else min(n_total, FIRST_CHUNK)
         try:
             while done < n_total:
                 start = time.perf_counter()
