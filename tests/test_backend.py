@@ -99,7 +99,7 @@ def test_to_numpy_passes_numpy_through_and_recurses():
 def test_light_import():
     # A fresh interpreter: importing npebm loads none of the heavy or optional packages.
     code = (
-        "import sys, npebm, npebm.energies, npebm.backend;"
+        "import sys, npebm, npebm.energies, npebm.backend, npebm.samplers;"
         "heavy = [m for m in ('numba', 'scipy', 'matplotlib', 'torch', 'cupy', 'dask', 'tqdm')"
         " if m in sys.modules]; print(','.join(heavy))"
     )
