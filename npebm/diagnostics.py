@@ -9,7 +9,7 @@ import numpy as np
 
 from .backend import array_namespace, to_numpy
 
-__all__ = ["Diagnostics"]
+__all__ = ["Diagnostics", "ess", "rhat", "mcse", "autocorrelation"]
 
 #: The arrays samplers record and their shapes.
 FIELDS = {
@@ -89,7 +89,9 @@ class Diagnostics(Mapping):
 
         Keys (present when the arrays behind them were recorded): ``n_kept``,
         ``final_energy_mean``, ``acceptance_rate`` (mean over kept steps),
-        ``final_step_size``, ``grad_norm_mean``, ``divergences`` (total over chains).
+        ``final_step_size``, ``grad_norm_mean``, ``divergences`` (total over chains), and
+        with a ``trajectory`` of at least 4 kept steps ``ess_bulk_min``, ``ess_tail_min``
+        and (2 chains or more) ``rhat_max`` over coordinates.
         """
         home = {k: to_numpy(v) for k, v in self._arrays.items()}
         out = {}
@@ -105,6 +107,12 @@ class Diagnostics(Mapping):
             out["grad_norm_mean"] = float(np.mean(home["grad_norm"]))
         if "divergences" in home:
             out["divergences"] = int(np.sum(home["divergences"]))
+        traj = home.get("trajectory")
+        if traj is not None and traj.ndim == 3 and traj.shape[1] >= 4:
+            out["ess_bulk_min"] = float(np.nanmin(ess(traj, "bulk")))
+            out["ess_tail_min"] = float(np.nanmin(ess(traj, "tail")))
+            if traj.shape[0] >= 2:
+                out["rhat_max"] = float(np.nanmax(rhat(traj)))
         return out
 
     def to_numpy(self):
@@ -114,3 +122,244 @@ class Diagnostics(Mapping):
     def __repr__(self):
         items = ", ".join(f"{k}{tuple(getattr(v, 'shape', ()))}" for k, v in self._arrays.items())
         return f"Diagnostics({items})"
+
+
+# ------------------------------------------------------------------ chain statistics
+# Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021), "Rank-normalization, folding, and
+# localization: an improved R-hat for assessing convergence of MCMC", Bayesian Analysis
+# 16(2).  The estimators follow ArviZ's (and Stan's) definitions step by step, so they
+# agree with ArviZ on the same draws; only NumPy is used.
+
+def _as_draws(trajectory):
+    """``(n_chains, n_draws, k)`` float64 view of a trajectory and whether to squeeze."""
+    a = np.asarray(to_numpy(trajectory), dtype=np.float64)
+    if a.ndim == 2:
+        return a[:, :, None], True
+    if a.ndim != 3:
+        raise ValueError("trajectory must have shape (n_chains, n_draws, dim) or "
+                         f"(n_chains, n_draws), got {a.shape}")
+    return a, False
+
+
+def _per_coordinate(func, trajectory, **kwargs):
+    a, squeeze = _as_draws(trajectory)
+    out = np.array([func(a[:, :, j], **kwargs) for j in range(a.shape[2])])
+    return float(out[0]) if squeeze else out
+
+
+def _ppf(p):
+    """Standard normal quantiles (Wichura 1988, AS241, ~1e-16 relative)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = p - 0.5
+    out = np.empty_like(p)
+    central = np.abs(q) <= 0.425
+    r = 0.180625 - q[central] ** 2
+    a = [3.387132872796366608, 133.14166789178437745, 1971.5909503065514427,
+         13731.693765509461125, 45921.953931549871457, 67265.770927008700853,
+         33430.575583588128105, 2509.0809287301226727]
+    b = [1.0, 42.313330701600911, 687.18700749205790, 5394.1960214247511, 21213.794301586595,
+         39307.895800092710, 28729.085735721943, 5226.4952788528544]
+    num = ((((((a[7] * r + a[6]) * r + a[5]) * r + a[4]) * r + a[3]) * r + a[2]) * r + a[1]) \
+        * r + a[0]
+    den = ((((((b[7] * r + b[6]) * r + b[5]) * r + b[4]) * r + b[3]) * r + b[2]) * r + b[1]) \
+        * r + b[0]
+    out[central] = q[central] * num / den
+    tail = ~central
+    r = np.where(q[tail] < 0, p[tail], 1.0 - p[tail])
+    r = np.sqrt(-np.log(r))
+    near = r <= 5.0
+    c = [1.42343711074968357734, 4.63033784615654529590, 5.76949722146069140550,
+         3.64784832476320460504, 1.27045825245236838258, 0.241780725177450611770,
+         0.0227238449892691845833, 7.74545014278341407640e-4]
+    d = [1.0, 2.05319162663775882187, 1.67638483018380384940, 0.689767334985100004550,
+         0.148103976427480074590, 0.0151986665636164571966, 5.47593808499534494600e-4,
+         1.05075007164441684324e-9]
+    e = [6.65790464350110377720, 5.46378491116411436990, 1.78482653991729133580,
+         0.296560571828504891230, 0.0265321895265761230930, 0.00124266094738807843860,
+         2.71155556874348757815e-5, 2.01033439929228813265e-7]
+    f = [1.0, 0.599832206555887937690, 0.136929880922735805310, 0.0148753612908506148525,
+         7.86869131145613259100e-4, 1.84631831751005468180e-5, 1.42151175831644588870e-7,
+         2.04426310338993978564e-15]
+
+    def poly(coef, x):
+        acc = np.full_like(x, coef[-1])
+        for co in coef[-2::-1]:
+            acc = acc * x + co
+        return acc
+
+    rn = r[near] - 1.6
+    rf = r[~near] - 5.0
+    val = np.empty_like(r)
+    val[near] = poly(c, rn) / poly(d, rn)
+    val[~near] = poly(e, rf) / poly(f, rf)
+    out[tail] = np.where(q[tail] < 0, -val, val)
+    return out
+
+
+def _rank_average(x):
+    """Ranks 1..n of the flattened ``x``, ties sharing their average rank."""
+    flat = x.ravel()
+    order = np.argsort(flat, kind="mergesort")
+    sorted_ = flat[order]
+    new_group = np.concatenate(([True], sorted_[1:] != sorted_[:-1]))
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.append(starts[1:], flat.size)
+    average = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty(flat.size)
+    ranks[order] = average[group]
+    return ranks.reshape(x.shape)
+
+
+def _z_scale(x):
+    """Rank-normalise: ranks back-transformed with Blom's 3/8 offset, then to N(0, 1)."""
+    c = 3.0 / 8.0
+    return _ppf((_rank_average(x) - c) / (x.size - 2 * c + 1))
+
+
+def _split(x):
+    half = x.shape[1] // 2
+    return np.vstack((x[:, :half], x[:, -half:]))
+
+
+def _autocov(x):
+    n = x.shape[1]
+    m = 1 << int(np.ceil(np.log2(2 * n)))
+    centred = x - x.mean(axis=1, keepdims=True)
+    f = np.fft.rfft(centred, n=m, axis=1)
+    return np.fft.irfft(f * np.conjugate(f), n=m, axis=1)[:, :n] / n
+
+
+def _ess_raw(x):
+    """ESS of (n_chains, n_draws) draws with Geyer's initial monotone sequence."""
+    if not np.all(np.isfinite(x)):
+        return np.nan
+    if np.max(x) - np.min(x) < np.finfo(float).resolution:
+        return float(x.size)
+    n_chain, n_draw = x.shape
+    acov = _autocov(x)
+    chain_mean = x.mean(axis=1)
+    mean_var = np.mean(acov[:, 0]) * n_draw / (n_draw - 1.0)
+    var_plus = mean_var * (n_draw - 1.0) / n_draw
+    if n_chain > 1:
+        var_plus += np.var(chain_mean, ddof=1)
+    rho = np.zeros(n_draw)
+    even = 1.0
+    rho[0] = even
+    odd = 1.0 - (mean_var - np.mean(acov[:, 1])) / var_plus
+    rho[1] = odd
+    t = 1
+    while t < n_draw - 3 and even + odd > 0.0:
+        even = 1.0 - (mean_var - np.mean(acov[:, t + 1])) / var_plus
+        odd = 1.0 - (mean_var - np.mean(acov[:, t + 2])) / var_plus
+        if even + odd >= 0:
+            rho[t + 1] = even
+            rho[t + 2] = odd
+        t += 2
+    max_t = t - 2
+    if even > 0:
+        rho[max_t + 1] = even
+    t = 1
+    while t <= max_t - 2:
+        if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
+            rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0
+            rho[t + 2] = rho[t + 1]
+        t += 2
+    n = n_chain * n_draw
+    tau = -1.0 + 2.0 * np.sum(rho[:max_t + 1]) + np.sum(rho[max_t + 1:max_t + 2])
+    tau = max(tau, 1.0 / np.log10(n))
+    return n / tau
+
+
+def _ess_one(x, method):
+    if x.shape[1] < 4:
+        return np.nan
+    if method == "bulk":
+        return _ess_raw(_z_scale(_split(x)))
+    if method == "tail":
+        lo, hi = np.quantile(x, [0.05, 0.95])
+        return min(_ess_raw(_split((x <= lo).astype(float))),
+                   _ess_raw(_split((x <= hi).astype(float))))
+    if method == "mean":
+        return _ess_raw(_split(x))
+    return _ess_raw(_split((x - x.mean()) ** 2))  # "sd"
+
+
+def _rhat_raw(x):
+    n = x.shape[1]
+    between = n * np.var(x.mean(axis=1), ddof=1)
+    within = np.mean(np.var(x, axis=1, ddof=1))
+    return np.sqrt((between / within + n - 1) / n)
+
+
+def _rhat_one(x):
+    if x.shape[0] < 2 or x.shape[1] < 4 or not np.all(np.isfinite(x)):
+        return np.nan
+    s = _split(x)
+    folded = np.abs(s - np.median(s))
+    return max(_rhat_raw(_z_scale(s)), _rhat_raw(_z_scale(folded)))
+
+
+def _mcse_one(x, method):
+    if x.shape[1] < 4:
+        return np.nan
+    if method == "mean":
+        return np.std(x, ddof=1) / np.sqrt(_ess_one(x, "mean"))
+    c2 = (x - x.mean()) ** 2
+    evar = c2.mean()
+    varvar = ((c2 ** 2).mean() - evar ** 2) / _ess_one(c2, "mean")
+    return np.sqrt(varvar / evar / 4)
+
+
+_ESS_METHODS = ("bulk", "tail", "mean", "sd")
+
+
+def ess(trajectory, method="bulk"):
+    """Effective sample size per coordinate (Vehtari et al. 2021), as ArviZ computes it.
+
+    Parameters
+    ----------
+    trajectory : array, shape (n_chains, n_draws, dim) or (n_chains, n_draws)
+        Draws, e.g. ``sampler.sample(..., return_trajectory=True)``.
+    method : {"bulk", "tail", "mean", "sd"}
+        Rank-normalised split ESS of the bulk, the minimum of the 5 % and 95 % quantile
+        ESS, or the plain split ESS of x or of (x - mean)².
+
+    Returns
+    -------
+    ndarray (dim,) or float
+        NaN where there are fewer than 4 draws or non-finite values.
+    """
+    if method not in _ESS_METHODS:
+        raise ValueError(f"method must be one of {_ESS_METHODS}, got {method!r}")
+    return _per_coordinate(_ess_one, trajectory, method=method)
+
+
+def rhat(trajectory):
+    """Rank-normalised split R-hat per coordinate (Vehtari et al. 2021), as ArviZ's.
+
+    The maximum of the bulk and the folded (tail) R-hat; NaN with fewer than 2 chains
+    or 4 draws.  Values above 1.01 suggest the chains have not mixed.
+    """
+    return _per_coordinate(_rhat_one, trajectory)
+
+
+def mcse(trajectory, method="mean"):
+    """Monte Carlo standard error of the mean or of the sd per coordinate, as ArviZ's."""
+    if method not in ("mean", "sd"):
+        raise ValueError(f"method must be 'mean' or 'sd', got {method!r}")
+    return _per_coordinate(_mcse_one, trajectory, method=method)
+
+
+def autocorrelation(trajectory):
+    """Autocorrelation by FFT for every lag, per chain and coordinate.
+
+    Returns an array shaped like ``trajectory`` (lag along the draw axis), 1 at lag 0.
+    """
+    a, squeeze = _as_draws(trajectory)
+    moved = np.moveaxis(a, 2, 1).reshape(-1, a.shape[1])
+    cov = _autocov(moved)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / cov[:, :1]
+    corr = np.moveaxis(corr.reshape(a.shape[0], a.shape[2], a.shape[1]), 1, 2)
+    return corr[:, :, 0] if squeeze else corr

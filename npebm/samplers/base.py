@@ -497,6 +497,8 @@ class ChainSampler(BaseSampler):
             accepted=accepted,
             n_accepted=out["n_accepted"],
         )
+        if want_traj:
+            diag = Diagnostics(**diag, trajectory=out["traj"])  # the same array, not a copy
         return samples, diag
 
 
