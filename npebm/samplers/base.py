@@ -59,6 +59,14 @@ def check_real(value, name, positive=False, nonnegative=False):
     return value
 
 
+def check_probability(value, name):
+    """``value`` as a float strictly between 0 and 1."""
+    value = check_real(value, name)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return value
+
+
 def _check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
@@ -225,7 +233,7 @@ class ChainSampler(BaseSampler):
     # ------------------------------------------------------------------ the public API
     def sample(self, x=None, dim=None, n_samples=None, n_steps=100, thin=1, burn_in=0,
                return_trajectory=False, return_diagnostics=False, progress=False,
-               seed=None, resume=False, chain_offset=0):
+               seed=None, resume=False, chain_offset=0, adapt=None):
         """Run the chains.
 
         Parameters
@@ -261,6 +269,13 @@ class ChainSampler(BaseSampler):
             Global index of the first chain: the streams of chains ``chain_offset ..
             chain_offset + n_samples - 1`` are used, so shards of one big run can be
             sampled separately and agree with it bit for bit.
+        adapt : {None, "step_size"}
+            MALA and HMC: tune the step size during burn-in by dual averaging toward
+            ``target_accept``, driven by the acceptance probability averaged over all
+            chains, from a starting value found by doubling or halving the step size
+            until the one-step acceptance crosses 0.5.  Adaptation ends with burn-in, so
+            the kept draws form a valid chain; the tuned value stays on the sampler
+            (``sampler.step_size``, and ``get_state()``).
 
         Returns
         -------
@@ -291,6 +306,12 @@ class ChainSampler(BaseSampler):
             single = getattr(self, "_single", False)
         else:
             st, single = self._fresh_state(x, dim, n_samples, seed, chain_offset)
+        adapt = self._check_adapt(adapt, burn_in)
+        if adapt is not None:
+            # Burn-in runs step by step here; what follows is an ordinary run.
+            self._adapt_step_size(st, burn_in)
+            st = self._resume_state(None, None, None, None, 0)
+            burn_in = 0
         n_total = burn_in + n_steps
         sched = self._schedules(st.step, n_total)
         result = self._run(st, sched, burn_in, n_steps, thin, return_trajectory,
@@ -303,14 +324,16 @@ class ChainSampler(BaseSampler):
 
         Keys: ``x`` (n_samples, dim), ``pos`` (n_samples,) stream positions, ``key`` (2,)
         the stream key, ``step`` the number of steps run (schedules continue from it),
-        ``chain_offset``.
+        ``chain_offset``, ``step_size`` (the constant or adapted step size; NaN for a
+        schedule, which the sampler itself carries).
         """
         if self._state is None:
             raise RuntimeError("nothing to save: this sampler has not run yet")
         st = self._state
         return {"x": st.x.copy(), "pos": st.pos.copy(), "key": st.key.copy(),
                 "step": np.int64(st.step), "chain_offset": np.int64(st.chain_offset),
-                "single": np.bool_(getattr(self, "_single", False))}
+                "single": np.bool_(getattr(self, "_single", False)),
+                "step_size": np.float64(self._constant_step_size())}
 
     def set_state(self, state):
         """Restore :meth:`get_state`'s dict (e.g. from ``np.load``) for ``resume=True``."""
@@ -338,6 +361,18 @@ class ChainSampler(BaseSampler):
         self._state = _RunState(np.ascontiguousarray(x), pos.astype(np.uint64), key, step,
                                 chain_offset)
         self._single = single
+        step_size = state.get("step_size") if hasattr(state, "get") else None
+        if step_size is not None and np.isfinite(step_size):
+            from ..schedulers import ConstantScheduler
+
+            self.schedulers["step_size"] = ConstantScheduler(float(step_size))
+
+    def _constant_step_size(self):
+        """The step size when it is constant (e.g. adapted), else NaN (a schedule)."""
+        from ..schedulers import ConstantScheduler
+
+        sched = self.schedulers.get("step_size")
+        return sched.value if type(sched) is ConstantScheduler else np.nan
 
     # ------------------------------------------------------------------ setting up
     def _check_dim(self, dim, name):
@@ -429,6 +464,67 @@ class ChainSampler(BaseSampler):
                              f"is {self.dtype}")
         return _RunState(st.x.copy(), st.pos.copy(), st.key.copy(), st.step, st.chain_offset)
 
+    # ------------------------------------------------------------------ adaptation
+    def _check_adapt(self, adapt, burn_in):
+        if adapt is None:
+            return None
+        if not hasattr(self, "target_accept"):
+            raise ValueError(f"adapt is for MALA and HamiltonianMonteCarlo; "
+                             f"{type(self).__name__} has no acceptance step to tune")
+        if adapt in ("diag", "dense"):
+            raise NotImplementedError(
+                f"adapt={adapt!r}: mass-matrix adaptation is not in this version; "
+                "adapt='step_size' is")
+        if adapt != "step_size":
+            raise ValueError(f"adapt must be None or 'step_size', got {adapt!r}")
+        if burn_in < 1:
+            raise ValueError("adapt needs burn_in >= 1: adaptation happens during burn-in")
+        from ..schedulers import ConstantScheduler
+
+        if type(self.schedulers["step_size"]) is not ConstantScheduler:
+            raise ValueError("adapt tunes step_size: give it a float (the starting value), "
+                             "not a scheduler")
+        return adapt
+
+    def _one_step(self, st, step_size):
+        """Run one unrecorded step from ``st`` (advanced in place); mean acceptance."""
+        from ..schedulers import ConstantScheduler
+
+        self.schedulers["step_size"] = ConstantScheduler(step_size)
+        out = self._run(st, self._schedules(st.step, 1), 0, 1, 1, False, False, False)[0]
+        return float(np.mean(out["alpha"]))
+
+    def _trial(self, st, step_size):
+        """Mean one-step acceptance at ``step_size``, leaving the chains where they were."""
+        saved = self._state
+        trial = _RunState(st.x.copy(), st.pos.copy(), st.key, st.step, st.chain_offset)
+        try:
+            return self._one_step(trial, step_size)
+        finally:
+            self._state = saved
+
+    def _adapt_step_size(self, st, burn_in):
+        from .adaptation import DualAveraging
+
+        step = float(self.schedulers["step_size"].get_value())
+        accept = self._trial(st, step)
+        up = accept > 0.5
+        for _ in range(60):  # 2**60: far beyond any usable step size
+            new = step * (2.0 if up else 0.5)
+            accept = self._trial(st, new)
+            if (accept > 0.5) != up:
+                step = step if up else new
+                break
+            step = new
+        averaging = DualAveraging(step, self.target_accept)
+        self._state = st
+        for _ in range(burn_in):
+            averaging.update(self._one_step(st, averaging.step_size))
+        from ..schedulers import ConstantScheduler
+
+        self.schedulers["step_size"] = ConstantScheduler(averaging.final_step_size)
+        self._state = st
+
     # ------------------------------------------------------------------ running
     def _run(self, st, sched, burn_in, n_steps, thin, want_traj, want_diag, progress):
         n, d = st.x.shape
@@ -447,6 +543,7 @@ class ChainSampler(BaseSampler):
                                 np.float64),
             "divergences": np.zeros(n, np.int64),
             "n_accepted": np.zeros(n, np.int64),
+            "alpha": np.zeros(n, np.float64),  # acceptance probability of the last step
         }
         out["rows"] = rows
         runner = (_FusedRunner(self, st, sched, out, rows) if fused
@@ -561,7 +658,7 @@ class _FusedRunner:
                 self.key, np.int64(self.st.chain_offset), np.int64(self.rows),
                 np.int64(s0), np.int64(s1), self.keep,
                 *self.extra, o["traj"], o["energy"], o["grad_norm"], o["accepted"],
-                o["moments"], o["divergences"], o["n_accepted"], self.progress)
+                o["moments"], o["divergences"], o["n_accepted"], o["alpha"], self.progress)
         from .._threads import run_blocks
 
         run_blocks(self.kernel, -(-self.X.shape[0] // self.rows), *args)
@@ -594,7 +691,8 @@ class _VectorRunner:
             self.e, self.g = self.sampler._evaluate(self.x)
         streams = _Streams(_philox, st.key, st.chain_offset, st.pos)
         for s in range(s0, s1):
-            accepted, diverged = self.sampler._vector_step(self, s, self.sched, streams)
+            accepted, diverged, alpha = self.sampler._vector_step(self, s, self.sched, streams)
+            out["alpha"][:] = alpha
             out["divergences"] += diverged
             out["n_accepted"] += accepted
             t = s - burn_in + 1

@@ -17,7 +17,8 @@ import numbers
 
 import numpy as np
 
-from .base import DIVERGENCE_THRESHOLD, ChainSampler, check_int, schedule_values
+from .base import (DIVERGENCE_THRESHOLD, ChainSampler, check_int, check_probability,
+                   schedule_values)
 
 __all__ = ["HamiltonianMonteCarlo"]
 
@@ -40,7 +41,7 @@ def _build_kernel(fixed, chain_major):
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
                   keep, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
-                  chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                  chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
                   xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u):
         m, d = xb.shape
         load_block(X, G, E, pos, c0, xb, gb, eb, pb)
@@ -124,15 +125,18 @@ def _build_kernel(fixed, chain_major):
                             kin += pj * pj
                     delta = np.float64(en[r]) + 0.5 * kin - h0[r]
                     accepted = False
+                    alpha[c0 + r] = 0.0
                     if (not row_finite(en, gn, xn, r)) or (not math.isfinite(delta)) \
                             or delta > threshold:
                         div[c0 + r] += 1  # rejected; the chain keeps its state
-                    elif log_u[r] < -delta:
-                        accepted = True
-                        copy_row(xn, xb, r)
-                        copy_row(gn, gb, r)
-                        eb[r] = en[r]
-                        n_acc[c0 + r] += 1
+                    else:
+                        alpha[c0 + r] = math.exp(min(-delta, 0.0))
+                        if log_u[r] < -delta:
+                            accepted = True
+                            copy_row(xn, xb, r)
+                            copy_row(gn, gb, r)
+                            eb[r] = en[r]
+                            n_acc[c0 + r] += 1
                     if k >= 0:
                         record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
                                acc_out, moments)
@@ -141,7 +145,7 @@ def _build_kernel(fixed, chain_major):
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
-               chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
+               chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
         n, d = X.shape
@@ -159,7 +163,7 @@ def _build_kernel(fixed, chain_major):
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
                       chain_offset + c0, s0, s1, keep, eta, half_eta, n_leapfrog,
                       mass_kind, sqrt_m, minv_diag, chol, minv,
-                      traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                      traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
                       xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u)
         progress[0] = s1
 
@@ -215,6 +219,8 @@ class HamiltonianMonteCarlo(ChainSampler):
     mass : None, float, array (dim,) or array (dim, dim)
         Mass matrix M: identity, a multiple of it, a diagonal, or a symmetric positive
         definite matrix.
+    target_accept : float
+        Acceptance rate that ``sample(..., adapt="step_size")`` tunes toward (0.8).
     dtype, device, seed
         See :class:`~npebm.samplers.BaseSampler`.
 
@@ -238,9 +244,11 @@ class HamiltonianMonteCarlo(ChainSampler):
     _build_kernel = staticmethod(_build_kernel)
 
     def __init__(self, energy=None, step_size=1e-1, n_leapfrog_steps=10, mass=None, *,
-                 dtype=None, device="cpu", seed=None, model=None, energy_function=None):
+                 target_accept=0.8, dtype=None, device="cpu", seed=None, model=None,
+                 energy_function=None):
         super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
                          energy_function=energy_function)
+        self.target_accept = check_probability(target_accept, "target_accept")
         self.register_scheduler("step_size", step_size)
         schedule_values(self.schedulers["step_size"], "step_size", 0, 1)
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, "n_leapfrog_steps", 1)
@@ -325,7 +333,8 @@ class HamiltonianMonteCarlo(ChainSampler):
             ok = (np.isfinite(en) & np.isfinite(gn).all(axis=1) & np.isfinite(xn).all(axis=1)
                   & np.isfinite(delta) & (delta <= DIVERGENCE_THRESHOLD))
             accepted = ok & (np.log(u.astype(np.float64)) < -delta)
+            alpha = np.where(ok, np.exp(np.minimum(-delta, 0.0)), 0.0)
         x[accepted] = xn[accepted]
         g[accepted] = gn[accepted]
         e[accepted] = en[accepted]
-        return accepted, ~ok
+        return accepted, ~ok, alpha

@@ -27,7 +27,7 @@ def _build_kernel(fixed, chain_major):
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
                   keep, eta, amp, decay, lo, hi, clamp_on,
-                  traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                  traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
                   xb, gb, eb, xn, gn, en, pb, bufs):
         m, d = xb.shape
         load_block(X, G, E, pos, c0, xb, gb, eb, pb)
@@ -58,6 +58,7 @@ def _build_kernel(fixed, chain_major):
                 k = keep[s]
                 for r in range(r0, r1):
                     ok = row_finite(en, gn, xn, r)
+                    alpha[c0 + r] = 1.0 if ok else 0.0
                     if ok:
                         copy_row(xn, xb, r)
                         copy_row(gn, gb, r)
@@ -73,7 +74,7 @@ def _build_kernel(fixed, chain_major):
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, amp, decay, lo, hi, clamp_on,
-               traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
+               traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
         n = X.shape[0]
@@ -85,7 +86,7 @@ def _build_kernel(fixed, chain_major):
             xb, gb, eb, xn, gn, en, pb, bufs = block_scratch(X, c0, m)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
                       chain_offset + c0, s0, s1, keep, eta, amp, decay, lo, hi,
-                      clamp_on, traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                      clamp_on, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
                       xb, gb, eb, xn, gn, en, pb, bufs)
         progress[0] = s1
 
@@ -186,4 +187,4 @@ class LangevinDynamics(ChainSampler):
         x[ok] = xn[ok]
         g[ok] = gn[ok]
         run.e[ok] = en[ok]
-        return ok, ~ok
+        return ok, ~ok, ok.astype(np.float64)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .base import ChainSampler, schedule_values
+from .base import ChainSampler, check_probability, schedule_values
 
 __all__ = ["MALA"]
 
@@ -34,7 +34,7 @@ def _build_kernel(fixed, chain_major):
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
                   keep, eta, amp, inv4h,
-                  traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                  traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
                   xb, gb, eb, yb, gy, ey, pb, bufs, half_zz, log_u):
         m, d = xb.shape
         load_block(X, G, E, pos, c0, xb, gb, eb, pb)
@@ -68,6 +68,7 @@ def _build_kernel(fixed, chain_major):
                 for r in range(r0, r1):
                     ok = row_finite(ey, gy, yb, r)
                     accepted = False
+                    alpha[c0 + r] = 0.0
                     if ok:
                         # log q(x | y) needs the reverse drift, from the proposal's gradient.
                         w = 0.0
@@ -77,6 +78,7 @@ def _build_kernel(fixed, chain_major):
                             w += t * t
                         log_alpha = (np.float64(eb[r]) - np.float64(ey[r])) \
                             - w * inv4h[s] + half_zz[r]
+                        alpha[c0 + r] = math.exp(min(log_alpha, 0.0))
                         if log_u[r] < log_alpha:
                             accepted = True
                             copy_row(yb, xb, r)
@@ -93,7 +95,7 @@ def _build_kernel(fixed, chain_major):
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, amp, inv4h,
-               traj, e_out, gn_out, acc_out, moments, div, n_acc, progress):
+               traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
         n = X.shape[0]
@@ -107,7 +109,7 @@ def _build_kernel(fixed, chain_major):
             log_u = np.empty(m, np.float64)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
                       chain_offset + c0, s0, s1, keep, eta, amp, inv4h,
-                      traj, e_out, gn_out, acc_out, moments, div, n_acc,
+                      traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
                       xb, gb, eb, yb, gy, ey, pb, bufs, half_zz, log_u)
         progress[0] = s1
 
@@ -127,7 +129,10 @@ class MALA(ChainSampler):
     energy : Energy
         The target's energy (aliases ``model=``, ``energy_function=``).
     step_size : float or BaseScheduler
-        η > 0, or a schedule over steps.
+        η > 0, or a schedule over steps (the starting value with ``adapt="step_size"``).
+    target_accept : float
+        Acceptance rate that ``sample(..., adapt="step_size")`` tunes toward (0.574,
+        optimal for MALA in high dimensions).
     dtype, device, seed
         See :class:`~npebm.samplers.BaseSampler`.
 
@@ -139,10 +144,11 @@ class MALA(ChainSampler):
 
     _build_kernel = staticmethod(_build_kernel)
 
-    def __init__(self, energy=None, step_size=1e-3, *, dtype=None, device="cpu", seed=None,
-                 model=None, energy_function=None):
+    def __init__(self, energy=None, step_size=1e-3, *, target_accept=0.574, dtype=None,
+                 device="cpu", seed=None, model=None, energy_function=None):
         super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
                          energy_function=energy_function)
+        self.target_accept = check_probability(target_accept, "target_accept")
         self.register_scheduler("step_size", step_size)
         schedule_values(self.schedulers["step_size"], "step_size", 0, 1)
 
@@ -177,7 +183,8 @@ class MALA(ChainSampler):
                          - np.einsum("ij,ij->i", back, back) * sched["inv4h"][s]
                          + 0.5 * np.einsum("ij,ij->i", z64, z64))
             accepted = ok & (np.log(u.astype(np.float64)) < log_alpha)
+            alpha = np.where(ok, np.exp(np.minimum(log_alpha, 0.0)), 0.0)
         x[accepted] = y[accepted]
         g[accepted] = gy[accepted]
         e[accepted] = ey[accepted]
-        return accepted, ~ok
+        return accepted, ~ok, alpha
