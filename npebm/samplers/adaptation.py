@@ -12,7 +12,9 @@ M. D. Hoffman, A. Gelman, "The No-U-Turn Sampler", JMLR 15 (2014), Algorithm 5.
 """
 import math
 
-__all__ = ["DualAveraging"]
+import numpy as np
+
+__all__ = ["DualAveraging", "Welford", "slow_windows"]
 
 
 class DualAveraging:
@@ -62,3 +64,63 @@ class DualAveraging:
     @property
     def final_step_size(self):
         return math.exp(self.log_step_bar) if self.count else self.step_size
+
+
+#: Stan's warm-up windows: initial fast buffer, first slow window, terminal fast buffer.
+INIT_BUFFER, BASE_WINDOW, TERM_BUFFER = 75, 25, 50
+
+
+def slow_windows(burn_in):
+    """Stan's slow adaptation windows ``[(start, end), ...]`` within ``burn_in`` steps.
+
+    A fast initial buffer (step size only), windows that double from 25 steps, each
+    stretched to the terminal buffer when the next would not fit, and a fast terminal
+    buffer.  Short burn-ins scale the three parts to 15 % / 75 % / 10 %, as Stan does.
+    """
+    init, base, term = INIT_BUFFER, BASE_WINDOW, TERM_BUFFER
+    if burn_in < init + base + term:
+        init = int(0.15 * burn_in)
+        term = int(0.1 * burn_in)
+        base = burn_in - init - term
+    windows, start, size = [], init, base
+    last = burn_in - term
+    while start < last:
+        end = min(start + size, last)
+        if end + 2 * size > last:
+            end = last
+        windows.append((start, end))
+        start, size = end, 2 * size
+    return windows
+
+
+class Welford:
+    """Running mean and (co)variance of draws pooled over chains (Chan et al. merges)."""
+
+    def __init__(self, dim, dense):
+        self.dense = dense
+        self.count = 0
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros((dim, dim) if dense else dim)
+
+    def update(self, x):
+        """Add a batch ``(n_chains, dim)`` of draws."""
+        x = np.asarray(x, dtype=np.float64)
+        n = x.shape[0]
+        batch_mean = x.mean(axis=0)
+        dx = x - batch_mean
+        batch_m2 = dx.T @ dx if self.dense else np.einsum("ij,ij->j", dx, dx)
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean = self.mean + delta * (n / total)
+        spread = np.outer(delta, delta) if self.dense else delta * delta
+        self.m2 = self.m2 + batch_m2 + spread * (self.count * n / total)
+        self.count = total
+
+    def regularized(self):
+        """Stan's shrunk estimate: (n/(n+5)) Σ + 1e-3 (5/(n+5)) I."""
+        n = self.count
+        cov = self.m2 / (n - 1)
+        shrink = 1e-3 * 5.0 / (n + 5.0)
+        if self.dense:
+            return (n / (n + 5.0)) * cov + shrink * np.eye(cov.shape[0])
+        return (n / (n + 5.0)) * cov + shrink

@@ -269,13 +269,16 @@ class ChainSampler(BaseSampler):
             Global index of the first chain: the streams of chains ``chain_offset ..
             chain_offset + n_samples - 1`` are used, so shards of one big run can be
             sampled separately and agree with it bit for bit.
-        adapt : {None, "step_size"}
+        adapt : {None, "step_size", "diag", "dense"}
             MALA and HMC: tune the step size during burn-in by dual averaging toward
             ``target_accept``, driven by the acceptance probability averaged over all
             chains, from a starting value found by doubling or halving the step size
-            until the one-step acceptance crosses 0.5.  Adaptation ends with burn-in, so
-            the kept draws form a valid chain; the tuned value stays on the sampler
-            (``sampler.step_size``, and ``get_state()``).
+            until the one-step acceptance crosses 0.5.  HMC with "diag" / "dense" also
+            sets the mass matrix to the inverse of the (co)variance of the draws of all
+            chains in Stan's windows (regularised as Stan does), re-tuning the step
+            after each.  Adaptation ends with burn-in, so the kept draws form a valid
+            chain; the tuned values stay on the sampler (``sampler.step_size``,
+            ``sampler.mass`` and ``get_state()``).
 
         Returns
         -------
@@ -309,7 +312,7 @@ class ChainSampler(BaseSampler):
         adapt = self._check_adapt(adapt, burn_in)
         if adapt is not None:
             # Burn-in runs step by step here; what follows is an ordinary run.
-            self._adapt_step_size(st, burn_in)
+            self._adapt(st, burn_in, adapt)
             st = self._resume_state(None, None, None, None, 0)
             burn_in = 0
         n_total = burn_in + n_steps
@@ -471,12 +474,12 @@ class ChainSampler(BaseSampler):
         if not hasattr(self, "target_accept"):
             raise ValueError(f"adapt is for MALA and HamiltonianMonteCarlo; "
                              f"{type(self).__name__} has no acceptance step to tune")
-        if adapt in ("diag", "dense"):
-            raise NotImplementedError(
-                f"adapt={adapt!r}: mass-matrix adaptation is not in this version; "
-                "adapt='step_size' is")
-        if adapt != "step_size":
-            raise ValueError(f"adapt must be None or 'step_size', got {adapt!r}")
+        if adapt not in ("step_size", "diag", "dense"):
+            raise ValueError(f"adapt must be None, 'step_size', 'diag' or 'dense', got "
+                             f"{adapt!r}")
+        if adapt != "step_size" and not hasattr(self, "_set_mass"):
+            raise ValueError(f"adapt={adapt!r} estimates a mass matrix, which only "
+                             "HamiltonianMonteCarlo has; use adapt='step_size'")
         if burn_in < 1:
             raise ValueError("adapt needs burn_in >= 1: adaptation happens during burn-in")
         from ..schedulers import ConstantScheduler
@@ -503,25 +506,42 @@ class ChainSampler(BaseSampler):
         finally:
             self._state = saved
 
-    def _adapt_step_size(self, st, burn_in):
-        from .adaptation import DualAveraging
-
-        step = float(self.schedulers["step_size"].get_value())
-        accept = self._trial(st, step)
-        up = accept > 0.5
+    def _initial_step_size(self, st, step):
+        """Double or halve ``step`` until the mean one-step acceptance crosses 0.5."""
+        up = self._trial(st, step) > 0.5
         for _ in range(60):  # 2**60: far beyond any usable step size
             new = step * (2.0 if up else 0.5)
-            accept = self._trial(st, new)
-            if (accept > 0.5) != up:
-                step = step if up else new
-                break
+            if (self._trial(st, new) > 0.5) != up:
+                return step if up else new
             step = new
-        averaging = DualAveraging(step, self.target_accept)
-        self._state = st
-        for _ in range(burn_in):
-            averaging.update(self._one_step(st, averaging.step_size))
-        from ..schedulers import ConstantScheduler
+        return step
 
+    def _adapt(self, st, burn_in, adapt):
+        """Burn-in with adaptation: dual averaging of the step size every step; with a
+        mass, Stan's windows pooling the draws of all chains (Welford), the mass set at
+        each window's end and the step size searched and averaged afresh."""
+        from ..schedulers import ConstantScheduler
+        from .adaptation import DualAveraging, Welford, slow_windows
+
+        step = self._initial_step_size(st, float(self.schedulers["step_size"].get_value()))
+        averaging = DualAveraging(step, self.target_accept)
+        windows = slow_windows(burn_in) if adapt != "step_size" else []
+        ends = {end: start for start, end in windows}
+        starts = {start for start, _ in windows}
+        estimate = None
+        self._state = st
+        for i in range(burn_in):
+            if i in starts:
+                estimate = Welford(st.x.shape[1], dense=adapt == "dense")
+            averaging.update(self._one_step(st, averaging.step_size))
+            if estimate is not None:
+                estimate.update(st.x)
+            if i + 1 in ends:
+                cov = estimate.regularized()
+                self._set_mass(np.linalg.inv(cov) if adapt == "dense" else 1.0 / cov)
+                estimate = None
+                step = self._initial_step_size(st, averaging.final_step_size)
+                averaging = DualAveraging(step, self.target_accept)
         self.schedulers["step_size"] = ConstantScheduler(averaging.final_step_size)
         self._state = st
 

@@ -260,6 +260,20 @@ class HamiltonianMonteCarlo(ChainSampler):
     step_size = property(lambda self: self._parameter("step_size"),
                          doc="η: a float, or the scheduler when one was given.")
 
+    def _set_mass(self, mass):
+        self._mass_kind, self.mass = _check_mass(mass)
+
+    def get_state(self):
+        state = super().get_state()
+        state["mass"] = np.asarray(np.nan if self.mass is None else self.mass, np.float64)
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        mass = state.get("mass") if hasattr(state, "get") else None
+        if mass is not None and np.all(np.isfinite(mass)):
+            self._set_mass(np.asarray(mass))
+
     def _schedules(self, start, n):
         eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
         return {"step_size": eta, "half": 0.5 * eta}
