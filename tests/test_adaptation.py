@@ -102,6 +102,12 @@ def test_mass_adaptation_learns_the_scales(adapt):
     assert np.all(np.abs(x.mean(axis=0)) < z * sd / np.sqrt(n))
     var_se = np.diag(SCALED_COV) * math.sqrt(2 / (n - 1))
     assert np.all(np.abs(x.var(axis=0, ddof=1) - np.diag(SCALED_COV)) < z * var_se)
+    _, d = s.sample(n_steps=2, resume=True, return_diagnostics=True)
+    assert "adapted_mass" not in d  # nothing was tuned in that call
+    s2 = HamiltonianMonteCarlo(SCALED, step_size=0.1, n_leapfrog_steps=5, seed=1)
+    _, d = s2.sample(n_samples=n, n_steps=50, burn_in=300, adapt=adapt, return_diagnostics=True)
+    np.testing.assert_array_equal(d.adapted_mass, s.mass)
+    assert d.adapted_step_size == s.step_size
     # The tuned mass travels with the state.
     fresh = HamiltonianMonteCarlo(SCALED, n_leapfrog_steps=5)
     fresh.set_state(s.get_state())

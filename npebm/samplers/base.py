@@ -278,7 +278,8 @@ class ChainSampler(BaseSampler):
             chains in Stan's windows (regularised as Stan does), re-tuning the step
             after each.  Adaptation ends with burn-in, so the kept draws form a valid
             chain; the tuned values stay on the sampler (``sampler.step_size``,
-            ``sampler.mass`` and ``get_state()``).
+            ``sampler.mass`` and ``get_state()``) and are reported in the diagnostics
+            (``adapted_step_size``, ``adapted_mass``).
 
         Returns
         -------
@@ -320,7 +321,7 @@ class ChainSampler(BaseSampler):
         result = self._run(st, sched, burn_in, n_steps, thin, return_trajectory,
                            return_diagnostics, progress)
         self._single = single
-        return self._package(result, single, return_trajectory, return_diagnostics)
+        return self._package(result, single, return_trajectory, return_diagnostics, adapt)
 
     def get_state(self):
         """Where the chains stand, as a dict of NumPy arrays (``np.savez``-able).
@@ -591,7 +592,7 @@ class ChainSampler(BaseSampler):
             self._state = st
         return out, sched, burn_in, thin, n_kept
 
-    def _package(self, result, single, want_traj, want_diag):
+    def _package(self, result, single, want_traj, want_diag, adapt=None):
         out, sched, burn_in, thin, n_kept = result
         st = self._state
         samples = out["traj"] if want_traj else st.x.copy()
@@ -614,8 +615,15 @@ class ChainSampler(BaseSampler):
             accepted=accepted,
             n_accepted=out["n_accepted"],
         )
+        extra = {}
         if want_traj:
-            diag = Diagnostics(**diag, trajectory=out["traj"])  # the same array, not a copy
+            extra["trajectory"] = out["traj"]  # the same array, not a copy
+        if adapt is not None:
+            extra["adapted_step_size"] = np.float64(self._constant_step_size())
+            if adapt != "step_size":
+                extra["adapted_mass"] = np.array(self.mass)
+        if extra:
+            diag = Diagnostics(**diag, **extra)
         return samples, diag
 
 
