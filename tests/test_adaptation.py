@@ -126,3 +126,76 @@ def test_windows_and_pooled_estimates():
             w.update(batch)
         cov = np.cov(draws.T)
         np.testing.assert_allclose(w.m2 / (w.count - 1), cov if dense else np.diag(cov))
+
+
+_THREADS_SCRIPT = """
+import numpy as np
+from npebm.energies import GaussianEnergy
+from npebm.samplers import HamiltonianMonteCarlo
+e = GaussianEnergy(np.zeros(3), np.diag([0.01, 1.0, 100.0]))
+s = HamiltonianMonteCarlo(e, step_size=0.1, n_leapfrog_steps=4, seed=7)
+x = s.sample(n_samples=100, n_steps=10, burn_in=160, adapt="diag")
+print(repr(s.step_size), s.mass.tobytes().hex(), x.tobytes().hex()[:64])
+"""
+
+
+def test_adaptation_is_bit_identical_for_one_and_two_threads():
+    import os
+    import subprocess
+    import sys
+
+    outs = [subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], capture_output=True,
+                           text=True, check=True,
+                           env=dict(os.environ, NUMBA_NUM_THREADS=t)).stdout
+            for t in ("1", "2")]
+    assert outs[0] == outs[1] and len(outs[0]) > 100
+
+
+def _regression_energy(x, grad, params):
+    """Linear regression, Gaussian noise (variance s2) and prior N(0, t2 I):
+    E(b) = |y - X b|^2 / (2 s2) + |b|^2 / (2 t2); grad = -X^T (y - X b) / s2 + b / t2."""
+    X, y, s2, t2 = params
+    n, d = X.shape
+    e = 0.0
+    for j in range(d):
+        grad[j] = x[j] / t2
+        e += 0.5 * x[j] * x[j] / t2
+    for i in range(n):
+        r = y[i]
+        for j in range(d):
+            r -= X[i, j] * x[j]
+        e += 0.5 * r * r / s2
+        for j in range(d):
+            grad[j] -= X[i, j] * r / s2
+    return e
+
+
+def test_regression_with_badly_scaled_predictors_matches_its_closed_form_posterior():
+    from npebm.energies import CompiledEnergy
+
+    rng = np.random.default_rng(11)
+    scales = np.array([0.05, 1.0, 20.0, 3.0])
+    X = rng.normal(size=(60, 4)) * scales
+    y = X @ np.array([2.0, -1.0, 0.05, 0.3]) + rng.normal(scale=0.5, size=60)
+    s2, t2 = 0.25, 100.0
+    energy = CompiledEnergy(_regression_energy, params=(X, y, s2, t2), dim=4)
+    # The hand-derived gradient against central differences.
+    b = rng.normal(size=(3, 4))
+    h = 1e-6
+    fd = np.stack([(energy.energy(b + h * np.eye(4)[j]) - energy.energy(b - h * np.eye(4)[j]))
+                   / (2 * h) for j in range(4)], axis=1)
+    np.testing.assert_allclose(energy.gradient(b), fd, rtol=1e-6, atol=1e-4)
+    # Conjugate posterior: N(m, S) with S = (X^T X / s2 + I / t2)^-1, m = S X^T y / s2.
+    S = np.linalg.inv(X.T @ X / s2 + np.eye(4) / t2)
+    m = S @ X.T @ y / s2
+    sd = np.sqrt(np.diag(S))
+    n = 1000
+    for adapt in ("diag", "dense"):
+        s = HamiltonianMonteCarlo(energy, seed=4)  # default step size, L = 10
+        x, d = s.sample(n_samples=n, n_steps=50, burn_in=400, adapt=adapt,
+                        return_diagnostics=True)
+        assert abs(d.acceptance_rate.mean() - s.target_accept) < 0.05, adapt
+        z = statistics.NormalDist().inv_cdf(1 - 1e-4 / 16)
+        np.testing.assert_array_less(np.abs(x.mean(axis=0) - m) / sd, z / np.sqrt(n))
+        np.testing.assert_array_less(np.abs(x.std(axis=0, ddof=1) / sd - 1),
+                                     z * np.sqrt(1 / (2 * (n - 1))))

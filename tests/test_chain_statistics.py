@@ -84,3 +84,13 @@ def test_sampler_summary_reports_ess_and_rhat():
     assert s["rhat_max"] == pytest.approx(D.rhat(traj)[0]) and s["rhat_max"] < 1.05
     assert "ess_bulk_min" not in MALA(GaussianEnergy([0.0], [[1.0]]), seed=0).sample(
         n_samples=8, n_steps=20, return_diagnostics=True)[1].summary()
+
+
+def test_ess_of_ar1_matches_its_closed_form():
+    # For AR(1) with coefficient phi the integrated autocorrelation time is
+    # (1 + phi) / (1 - phi), so ESS = N (1 - phi) / (1 + phi).  With 8 x 4000 draws the
+    # estimator's own sampling error is a few percent; allow 10 %.
+    for phi in (0.0, 0.5, 0.9, -0.3):
+        x = _ar1(10, 8, 4000, 2, phi)
+        expected = x.shape[0] * x.shape[1] * (1 - phi) / (1 + phi)
+        np.testing.assert_allclose(D.ess(x, "mean"), expected, rtol=0.1, err_msg=str(phi))
