@@ -252,16 +252,25 @@ class HamiltonianMonteCarlo(ChainSampler):
         self.register_scheduler("step_size", step_size)
         schedule_values(self.schedulers["step_size"], "step_size", 0, 1)
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, "n_leapfrog_steps", 1)
-        self._mass_kind, mass = _check_mass(mass)
         self.mass = mass
-        if isinstance(mass, np.ndarray):
-            self._check_dim(mass.shape[0], "mass")
+        if isinstance(self.mass, np.ndarray):
+            self._check_dim(self.mass.shape[0], "mass")
 
     step_size = property(lambda self: self._parameter("step_size"),
                          doc="η: a float, or the scheduler when one was given.")
 
+    @property
+    def mass(self):
+        """M: None (identity), a float, a (dim,) diagonal or a (dim, dim) SPD matrix."""
+        return self._mass
+
+    @mass.setter
+    def mass(self, value):
+        self._mass_kind, self._mass = _check_mass(value)
+        self._mass_cache = None  # factorisations of the previous mass
+
     def _set_mass(self, mass):
-        self._mass_kind, self.mass = _check_mass(mass)
+        self.mass = mass
 
     def get_state(self):
         state = super().get_state()
@@ -279,7 +288,16 @@ class HamiltonianMonteCarlo(ChainSampler):
         return {"step_size": eta, "half": 0.5 * eta}
 
     def _mass_arrays(self, dim):
-        """(kind, sqrt_m, minv_diag, chol, minv) in float64 for a run of dimension ``dim``."""
+        """(kind, sqrt_m, minv_diag, chol, minv) in float64 for a run of dimension ``dim``;
+        factorised once per mass (adaptation runs many one-step calls)."""
+        cached = getattr(self, "_mass_cache", None)
+        if cached is not None and cached[0] == dim:
+            return cached[1]
+        arrays = self._factor_mass(dim)
+        self._mass_cache = (dim, arrays)
+        return arrays
+
+    def _factor_mass(self, dim):
         kind, mass = self._mass_kind, self.mass
         empty1, empty2 = np.zeros(0), np.zeros((0, 0))
         if kind == _IDENTITY:
