@@ -378,6 +378,11 @@ class ChainSampler(BaseSampler):
         sched = self.schedulers.get("step_size")
         return sched.value if type(sched) is ConstantScheduler else np.nan
 
+    def _evaluate(self, x):
+        """Energies and gradients of an array-code energy, in the run's dtype."""
+        e, g = self.energy.energy_and_gradient(x)
+        return np.asarray(e, x.dtype), np.asarray(g, x.dtype)
+
     # ------------------------------------------------------------------ setting up
     def _check_dim(self, dim, name):
         e = self.energy

@@ -319,10 +319,6 @@ class HamiltonianMonteCarlo(ChainSampler):
                 np.int64(self.n_leapfrog_steps), np.int64(kind), c(sqrt_m, dtype),
                 c(minv_diag, dtype), c(chol, dtype), c(minv, dtype))
 
-    def _evaluate(self, x):
-        e, g = self.energy.energy_and_gradient(x)
-        return np.asarray(e, x.dtype), np.asarray(g, x.dtype)
-
     def _vector_step(self, run, s, sched, streams):
         x, g, e = run.x, run.g, run.e
         n, d = x.shape

@@ -169,10 +169,6 @@ class LangevinDynamics(ChainSampler):
         return (sched["step_size"].astype(dtype), sched["amp"].astype(dtype), t(self.decay),
                 t(lo), t(hi), self.clamp is not None)
 
-    def _evaluate(self, x):
-        e, g = self.energy.energy_and_gradient(x)
-        return np.asarray(e, x.dtype), np.asarray(g, x.dtype)
-
     def _vector_step(self, run, s, sched, streams):
         x, g = run.x, run.g
         n, d = x.shape

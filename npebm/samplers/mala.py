@@ -162,10 +162,6 @@ class MALA(ChainSampler):
     def _kernel_args(self, sched, dtype, dim):
         return (sched["step_size"].astype(dtype), sched["amp"].astype(dtype), sched["inv4h"])
 
-    def _evaluate(self, x):
-        e, g = self.energy.energy_and_gradient(x)
-        return np.asarray(e, x.dtype), np.asarray(g, x.dtype)
-
     def _vector_step(self, run, s, sched, streams):
         x, g, e = run.x, run.g, run.e
         n, d = x.shape
