@@ -185,6 +185,20 @@ def test_vectorised_path_draws_the_same_numbers(make):
     np.testing.assert_allclose(vector, fused, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("mass", [None, [[1.0, 0.3], [0.3, 2.0]]])
+def test_jittered_hmc_draws_the_same_numbers_on_both_paths(mass):
+    def run(energy):
+        hmc = HamiltonianMonteCarlo(energy, step_size=0.3, n_leapfrog_steps=4, mass=mass,
+                                    jitter=0.25, seed=8)
+        return hmc.sample(n_samples=20, dim=2, n_steps=15, return_trajectory=True)
+
+    fused = run(GAUSS)
+    np.testing.assert_allclose(run(ArrayGaussian()), fused, rtol=1e-9, atol=1e-9)
+    plain = HamiltonianMonteCarlo(GAUSS, step_size=0.3, n_leapfrog_steps=4, mass=mass, seed=8)
+    assert not np.allclose(plain.sample(n_samples=20, dim=2, n_steps=15,
+                                        return_trajectory=True), fused)
+
+
 _THREADS_SCRIPT = textwrap.dedent("""
     import hashlib, sys
     import numpy as np
@@ -330,6 +344,9 @@ def test_dim_is_required_when_the_energy_does_not_fix_it():
     (lambda: HamiltonianMonteCarlo(GAUSS, mass=[[1.0, 2.0], [2.0, 1.0]]), "mass"),
     (lambda: HamiltonianMonteCarlo(GAUSS, mass=[[1.0, 0.5], [0.0, 1.0]]), "mass"),
     (lambda: HamiltonianMonteCarlo(GAUSS, mass=np.ones(3)), "mass"),
+    (lambda: HamiltonianMonteCarlo(GAUSS, jitter=1.0), "jitter"),
+    (lambda: HamiltonianMonteCarlo(GAUSS, jitter=-0.1), "jitter"),
+    (lambda: HamiltonianMonteCarlo(GAUSS, jitter="some"), "jitter"),
     (lambda: MALA(GAUSS, dtype=np.int32), "dtype"),
     (lambda: MALA(GAUSS, device="tpu"), "device"),
     (lambda: MALA(GAUSS, seed=-3), "seed"),

@@ -40,9 +40,9 @@ def _build_kernel(fixed, chain_major):
     # No reference counting in the step loop (see langevin.py).
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
-                  keep, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
+                  keep, eta, half_eta, n_leapfrog, jitter, mass_kind, sqrt_m, minv_diag,
                   chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                  xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u):
+                  xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u, hs):
         m, d = xb.shape
         load_block(X, G, E, pos, c0, xb, gb, eb, pb)
         start_streams(k0, k1, g0, pb, bufs)
@@ -66,8 +66,16 @@ def _build_kernel(fixed, chain_major):
                         z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
                         zrow[j] = z
                     u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
-                    pb[r] = p
                     log_u[r] = math.log(u) if u > 0 else -np.inf
+                    hs[r, 0] = h
+                    hs[r, 1] = hh
+                    if jitter > 0:
+                        # The step is drawn independently of the state, so each draw
+                        # is still a valid (reversible) proposal; it breaks resonances.
+                        u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
+                        hs[r, 0] = h * (1 + jitter * (2 * u - 1))
+                        hs[r, 1] = 0.5 * hs[r, 0]
+                    pb[r] = p
                     kin = 0.0
                     for j in range(d):
                         if mass_kind == 0:
@@ -84,9 +92,10 @@ def _build_kernel(fixed, chain_major):
                     h0[r] = np.float64(eb[r]) + 0.5 * kin
                     for j in range(d):
                         xn[r, j] = xb[r, j]
-                        pn[r, j] -= hh * gb[r, j]
+                        pn[r, j] -= hs[r, 1] * gb[r, j]
                 for step in range(n_leapfrog):
                     for r in range(r0, r1):
+                        hr = hs[r, 0]
                         if mass_kind == 2:
                             for j in range(d):
                                 v = 0.0
@@ -94,16 +103,16 @@ def _build_kernel(fixed, chain_major):
                                     v += minv[j, i] * pn[r, i]
                                 vrow[j] = v
                             for j in range(d):
-                                xn[r, j] += h * vrow[j]
+                                xn[r, j] += hr * vrow[j]
                         elif mass_kind == 1:
                             for j in range(d):
-                                xn[r, j] += h * (minv_diag[j] * pn[r, j])
+                                xn[r, j] += hr * (minv_diag[j] * pn[r, j])
                         else:
                             for j in range(d):
-                                xn[r, j] += h * pn[r, j]
+                                xn[r, j] += hr * pn[r, j]
                     call_block(fixed, block, xn[r0:r1], gn[r0:r1], en[r0:r1], params)
-                    kick = h if step < n_leapfrog - 1 else hh
                     for r in range(r0, r1):
+                        kick = hs[r, 0] if step < n_leapfrog - 1 else hs[r, 1]
                         for j in range(d):
                             pn[r, j] -= kick * gn[r, j]
                 k = keep[s]
@@ -144,7 +153,7 @@ def _build_kernel(fixed, chain_major):
 
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
-               s1, keep, eta, half_eta, n_leapfrog, mass_kind, sqrt_m, minv_diag,
+               s1, keep, eta, half_eta, n_leapfrog, jitter, mass_kind, sqrt_m, minv_diag,
                chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
@@ -160,14 +169,23 @@ def _build_kernel(fixed, chain_major):
             vrow = np.empty(d, X.dtype)
             h0 = np.empty(m, np.float64)
             log_u = np.empty(m, np.float64)
+            hs = np.empty((m, 2), X.dtype)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
-                      chain_offset + c0, s0, s1, keep, eta, half_eta, n_leapfrog,
+                      chain_offset + c0, s0, s1, keep, eta, half_eta, n_leapfrog, jitter,
                       mass_kind, sqrt_m, minv_diag, chol, minv,
                       traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                      xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u)
+                      xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u, hs)
         progress[0] = s1
 
     return kernel
+
+
+def _check_jitter(jitter):
+    if not isinstance(jitter, numbers.Real) or isinstance(jitter, (bool, np.bool_)):
+        raise TypeError(f"jitter must be a float in [0, 1), got {type(jitter).__name__}")
+    if not 0 <= jitter < 1:
+        raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+    return float(jitter)
 
 
 def _check_mass(mass):
@@ -221,6 +239,12 @@ class HamiltonianMonteCarlo(ChainSampler):
         definite matrix.
     target_accept : float
         Acceptance rate that ``sample(..., adapt="step_size")`` tunes toward (0.8).
+    jitter : float
+        Each proposal's step is η (1 + jitter (2u - 1)), u ~ U(0, 1) from the chain's
+        stream, 0 <= jitter < 1 (0: a fixed step, TorchEBM's behaviour).  With a fixed
+        step and L, trajectories whose length is near a multiple of half a period of the
+        target make chains nearly periodic and their draws badly autocorrelated;
+        0.1 to 0.3 breaks that at little cost (Neal 2011, §5.4.2.2).
     dtype, device, seed
         See :class:`~npebm.samplers.BaseSampler`.
 
@@ -244,14 +268,15 @@ class HamiltonianMonteCarlo(ChainSampler):
     _build_kernel = staticmethod(_build_kernel)
 
     def __init__(self, energy=None, step_size=1e-1, n_leapfrog_steps=10, mass=None, *,
-                 target_accept=0.8, dtype=None, device="cpu", seed=None, model=None,
-                 energy_function=None):
+                 target_accept=0.8, jitter=0.0, dtype=None, device="cpu", seed=None,
+                 model=None, energy_function=None):
         super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
                          energy_function=energy_function)
         self.target_accept = check_probability(target_accept, "target_accept")
         self.register_scheduler("step_size", step_size)
         schedule_values(self.schedulers["step_size"], "step_size", 0, 1)
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, "n_leapfrog_steps", 1)
+        self.jitter = _check_jitter(jitter)
         self.mass = mass
         if isinstance(self.mass, np.ndarray):
             self._check_dim(self.mass.shape[0], "mass")
@@ -316,8 +341,8 @@ class HamiltonianMonteCarlo(ChainSampler):
         kind, sqrt_m, minv_diag, chol, minv = self._mass_arrays(dim)
         c = np.ascontiguousarray
         return (sched["step_size"].astype(dtype), sched["half"].astype(dtype),
-                np.int64(self.n_leapfrog_steps), np.int64(kind), c(sqrt_m, dtype),
-                c(minv_diag, dtype), c(chol, dtype), c(minv, dtype))
+                np.int64(self.n_leapfrog_steps), np.float64(self.jitter), np.int64(kind),
+                c(sqrt_m, dtype), c(minv_diag, dtype), c(chol, dtype), c(minv, dtype))
 
     def _vector_step(self, run, s, sched, streams):
         x, g, e = run.x, run.g, run.e
@@ -330,6 +355,10 @@ class HamiltonianMonteCarlo(ChainSampler):
         h, hh = t(sched["step_size"][s]), t(sched["half"][s])
         z = streams.normal(n, d, dtype)
         u = streams.uniform(n, dtype)
+        if self.jitter > 0:  # per chain, after the accept uniform (the kernel's order)
+            v = streams.uniform(n, dtype).astype(np.float64)
+            h = (h * (1 + self.jitter * (2 * v - 1))).astype(dtype)[:, None]
+            hh = (0.5 * h).astype(dtype)
         if kind == _IDENTITY:
             p = z.copy()
         elif kind == _DIAGONAL:
