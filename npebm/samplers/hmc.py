@@ -41,8 +41,8 @@ def _build_kernel(fixed, chain_major):
     @register_jitable(_nrt=False)
     def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
                   keep, eta, half_eta, n_leapfrog, jitter, mass_kind, sqrt_m, minv_diag,
-                  chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                  xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u, hs):
+                  chol_t, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
+                  xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u, hs, acc):
         m, d = xb.shape
         load_block(X, G, E, pos, c0, xb, gb, eb, pb)
         start_streams(k0, k1, g0, pb, bufs)
@@ -83,12 +83,17 @@ def _build_kernel(fixed, chain_major):
                         elif mass_kind == 1:
                             pn[r, j] = sqrt_m[j] * zrow[j]
                         else:
-                            pj = zrow[0] * chol[j, 0]
-                            for i in range(1, j + 1):
-                                pj += chol[j, i] * zrow[i]
-                            pn[r, j] = pj
+                            pn[r, j] = zrow[0] * chol_t[0, j]
                         # With M = L L^T and p = L z, p^T M^-1 p = z^T z for every mass.
                         kin += np.float64(zrow[j]) * np.float64(zrow[j])
+                    if mass_kind == 2:
+                        # p = L z as axpys over L's columns (rows of L^T): no reduction
+                        # in the inner loop, so it vectorises; each p_j still sums its
+                        # terms in the order i = 0 .. j.
+                        for i in range(1, d):
+                            zi = zrow[i]
+                            for j in range(i, d):
+                                pn[r, j] += chol_t[i, j] * zi
                     h0[r] = np.float64(eb[r]) + 0.5 * kin
                     for j in range(d):
                         xn[r, j] = xb[r, j]
@@ -97,11 +102,16 @@ def _build_kernel(fixed, chain_major):
                     for r in range(r0, r1):
                         hr = hs[r, 0]
                         if mass_kind == 2:
+                            # M^-1 p as axpys (M^-1 is exactly symmetric), in float64
+                            # like the dot products it replaces, term order unchanged.
                             for j in range(d):
-                                v = 0.0
-                                for i in range(d):
-                                    v += minv[j, i] * pn[r, i]
-                                vrow[j] = v
+                                acc[j] = 0.0
+                            for i in range(d):
+                                pi = pn[r, i]
+                                for j in range(d):
+                                    acc[j] += minv[i, j] * pi
+                            for j in range(d):
+                                vrow[j] = acc[j]
                             for j in range(d):
                                 xn[r, j] += hr * vrow[j]
                         elif mass_kind == 1:
@@ -120,10 +130,13 @@ def _build_kernel(fixed, chain_major):
                     kin = 0.0
                     if mass_kind == 2:
                         for j in range(d):
-                            v = 0.0
-                            for i in range(d):
-                                v += np.float64(minv[j, i]) * np.float64(pn[r, i])
-                            kin += v * np.float64(pn[r, j])
+                            acc[j] = 0.0
+                        for i in range(d):
+                            pi = np.float64(pn[r, i])
+                            for j in range(d):
+                                acc[j] += np.float64(minv[i, j]) * pi
+                        for j in range(d):
+                            kin += acc[j] * np.float64(pn[r, j])
                     elif mass_kind == 1:
                         for j in range(d):
                             pj = np.float64(pn[r, j])
@@ -154,7 +167,7 @@ def _build_kernel(fixed, chain_major):
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, half_eta, n_leapfrog, jitter, mass_kind, sqrt_m, minv_diag,
-               chol, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
+               chol_t, minv, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
         n, d = X.shape
@@ -170,11 +183,12 @@ def _build_kernel(fixed, chain_major):
             h0 = np.empty(m, np.float64)
             log_u = np.empty(m, np.float64)
             hs = np.empty((m, 2), X.dtype)
+            acc = np.empty(d, np.float64)
             run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
                       chain_offset + c0, s0, s1, keep, eta, half_eta, n_leapfrog, jitter,
-                      mass_kind, sqrt_m, minv_diag, chol, minv,
+                      mass_kind, sqrt_m, minv_diag, chol_t, minv,
                       traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                      xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u, hs)
+                      xb, gb, eb, xn, gn, en, pb, bufs, pn, zrow, vrow, h0, log_u, hs, acc)
         progress[0] = s1
 
     return kernel
@@ -342,7 +356,7 @@ class HamiltonianMonteCarlo(ChainSampler):
         c = np.ascontiguousarray
         return (sched["step_size"].astype(dtype), sched["half"].astype(dtype),
                 np.int64(self.n_leapfrog_steps), np.float64(self.jitter), np.int64(kind),
-                c(sqrt_m, dtype), c(minv_diag, dtype), c(chol, dtype), c(minv, dtype))
+                c(sqrt_m, dtype), c(minv_diag, dtype), c(chol.T, dtype), c(minv, dtype))
 
     def _vector_step(self, run, s, sched, streams):
         x, g, e = run.x, run.g, run.e
