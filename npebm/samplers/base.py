@@ -535,11 +535,17 @@ class ChainSampler(BaseSampler):
         ends = {end: start for start, end in windows}
         starts = {start for start, _ in windows}
         estimate = None
+        # One runner for all of burn-in, its schedule written a step ahead: a step then
+        # costs a kernel call, not a driver's set-up (and not a fresh gradient).
+        runner, out = self._runner(st, self._step_arrays(np.full(burn_in, step)), 0, False,
+                                   False)
         self._state = st
         for i in range(burn_in):
             if i in starts:
                 estimate = Welford(st.x.shape[1], dense=adapt == "dense")
-            averaging.update(self._one_step(st, averaging.step_size))
+            runner.set_step_size(i, self._step_arrays(np.array([averaging.step_size])))
+            runner(i, i + 1, burn_in, 1)
+            averaging.update(float(np.mean(out["alpha"])))
             if estimate is not None:
                 estimate.update(st.x)
             if i + 1 in ends:
@@ -548,15 +554,17 @@ class ChainSampler(BaseSampler):
                 estimate = None
                 step = self._initial_step_size(st, averaging.final_step_size)
                 averaging = DualAveraging(step, self.target_accept)
+        runner.store(st)
+        st.step += burn_in
         self.schedulers["step_size"] = ConstantScheduler(averaging.final_step_size)
         self._state = st
 
     # ------------------------------------------------------------------ running
-    def _run(self, st, sched, burn_in, n_steps, thin, want_traj, want_diag, progress):
+    def _runner(self, st, sched, n_kept, want_traj, want_diag):
+        """The runner of a run from ``st`` keeping ``n_kept`` steps, and the output arrays
+        it fills."""
         n, d = st.x.shape
         dtype = st.x.dtype
-        n_total = burn_in + n_steps
-        n_kept = n_steps // thin
         fused = self.energy.is_compiled
         rows = _rows_per_block(n) if fused else n
         n_blocks = -(-n // rows)
@@ -574,6 +582,13 @@ class ChainSampler(BaseSampler):
         out["rows"] = rows
         runner = (_FusedRunner(self, st, sched, out, rows) if fused
                   else _VectorRunner(self, st, sched, out))
+        return runner, out
+
+    def _run(self, st, sched, burn_in, n_steps, thin, want_traj, want_diag, progress):
+        n, d = st.x.shape
+        n_total = burn_in + n_steps
+        n_kept = n_steps // thin
+        runner, out = self._runner(st, sched, n_kept, want_traj, want_diag)
         bar = _Progress(n * n_total, progress)
         done = 0
         # Small runs go in one chunk (a chunk costs a kernel call and a thread hand-off);
@@ -645,18 +660,32 @@ def _rows_per_block(n):
 
 
 def _combine_moments(moments, counts):
-    """Mean and variance (ddof 0) across chains from per-block shifted sums."""
+    """Mean and variance (ddof 0) across chains from per-block shifted sums.
+
+    One block at a time (blocks in order, as a sum over axis 0 would add them), so the
+    temporaries are (n_kept, dim), not the size of ``moments``: runs of few chains have
+    one block per chain and a ``moments`` array of hundreds of MB.
+    """
     n_blocks, n_kept, _, d = moments.shape
     if n_kept == 0:
         return np.zeros((0, d)), np.zeros((0, d))
-    m = counts[:, None, None].astype(np.float64)
-    shift, s1, s2 = moments[:, :, 0], moments[:, :, 1], moments[:, :, 2]
-    block_mean = shift + s1 / m
-    block_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)
-    total = m.sum(axis=0)
-    mean = (m * block_mean).sum(axis=0) / total
-    m2 = block_m2.sum(axis=0) + (m * (block_mean - mean) ** 2).sum(axis=0)
-    return mean, m2 / total
+    m = counts.astype(np.float64)
+    total = m.sum()
+
+    def block_mean(b):
+        return moments[b, :, 0] + moments[b, :, 1] / m[b]
+
+    mean = np.zeros((n_kept, d))
+    for b in range(n_blocks):
+        mean += m[b] * block_mean(b)
+    mean /= total
+    within = np.zeros((n_kept, d))
+    between = np.zeros((n_kept, d))
+    for b in range(n_blocks):
+        s1, s2 = moments[b, :, 1], moments[b, :, 2]
+        within += np.maximum(s2 - s1 * s1 / m[b], 0.0)
+        between += m[b] * (block_mean(b) - mean) ** 2
+    return mean, (within + between) / total
 
 
 class _FusedRunner:
@@ -676,6 +705,8 @@ class _FusedRunner:
         self.E = np.empty(st.x.shape[0], dtype)
         self.pos = st.pos
         self.key = st.key
+        self.sampler = sampler
+        self.sched = sched
         self.extra = sampler._kernel_args(sched, dtype, st.x.shape[1])
         self.keep = None
         self.out = out
@@ -697,6 +728,13 @@ class _FusedRunner:
         run_blocks(self.kernel, -(-self.X.shape[0] // self.rows), *args)
         self.have_grad = True
         self.done = int(self.progress[0])
+
+    def set_step_size(self, s, arrays):
+        """Write step ``s``'s schedule values (``arrays``: the sampler's length-1 step
+        arrays) and refresh the kernel arguments (the mass may have changed too)."""
+        for name, value in arrays.items():
+            self.sched[name][s] = value[0]
+        self.extra = self.sampler._kernel_args(self.sched, self.X.dtype, self.X.shape[1])
 
     def store(self, st):
         st.x = self.X
@@ -748,6 +786,11 @@ class _VectorRunner:
             out["moments"][0, k, 0] = shift
             out["moments"][0, k, 1] = dx.sum(axis=0)
             out["moments"][0, k, 2] = (dx * dx).sum(axis=0)
+
+    def set_step_size(self, s, arrays):
+        """Write step ``s``'s schedule values (see :meth:`_FusedRunner.set_step_size`)."""
+        for name, value in arrays.items():
+            self.sched[name][s] = value[0]
 
     def store(self, st):
         st.x = self.x

@@ -323,7 +323,10 @@ class HamiltonianMonteCarlo(ChainSampler):
             self._set_mass(np.asarray(mass))
 
     def _schedules(self, start, n):
-        eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
+        return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
+                                                 start, n))
+
+    def _step_arrays(self, eta):
         return {"step_size": eta, "half": 0.5 * eta}
 
     def _mass_arrays(self, dim):

@@ -156,7 +156,10 @@ class MALA(ChainSampler):
                          doc="η: a float, or the scheduler when one was given.")
 
     def _schedules(self, start, n):
-        eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
+        return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
+                                                 start, n))
+
+    def _step_arrays(self, eta):
         return {"step_size": eta, "amp": np.sqrt(2.0 * eta), "inv4h": 0.25 / eta}
 
     def _kernel_args(self, sched, dtype, dim):
