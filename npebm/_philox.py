@@ -353,18 +353,25 @@ def _float_kind(like):
     return None
 
 
+def _is_float32(like):
+    return np.asarray(like).dtype == np.float32
+
+
 def normal(k0, k1, chain, sid, pos, buf, like):
-    """Standard normal of ``like``'s dtype (float32 or float64); compiled code only.
+    """Standard normal of ``like``'s dtype (float32 or float64).
 
     Returns ``(x, pos)``.  ``like`` is an array or a float scalar; only its dtype is
-    used, at compile time.
+    used, at compile time.  Callable from Python too (slowly): Numba's CUDA simulator
+    runs kernels as Python.
     """
-    raise NotImplementedError("npebm._philox.normal is only callable from compiled code")
+    gen = normal32 if _is_float32(like) else normal64
+    return gen(k0, k1, chain, sid, np.uint64(pos), buf)
 
 
 def uniform(k0, k1, chain, sid, pos, buf, like):
-    """Uniform in [0, 1) of ``like``'s dtype; compiled code only.  Returns ``(u, pos)``."""
-    raise NotImplementedError("npebm._philox.uniform is only callable from compiled code")
+    """Uniform in [0, 1) of ``like``'s dtype.  Returns ``(u, pos)``."""
+    gen = uniform32 if _is_float32(like) else uniform64
+    return gen(k0, k1, chain, sid, np.uint64(pos), buf)
 
 
 def _overload_by_dtype(generic, gen32, gen64):
