@@ -1,8 +1,11 @@
 """Effective samples per second: npebm's adaptive HMC against BlackJAX's window adaptation.
 
 Not a test: prints, per target and contender, the wall time of adaptation + sampling, the
-smallest bulk ESS over coordinates of the kept draws, min-ESS per second, and npebm's
-ratio over BlackJAX (the goal is npebm >= 2x BlackJAX's min-ESS/s).
+smallest bulk, tail and sd ESS over coordinates of the kept draws, their minimum ("min
+ESS"), min-ESS per second, and npebm's ratio over BlackJAX (goal: npebm >= 2x BlackJAX's
+min-ESS/s).  Bulk ESS alone flatters fixed-length HMC: a trajectory of about half a period
+makes draws antithetic (bulk ESS far above the number of draws) while x^2 hardly moves
+(sd ESS tiny), so the minimum over the three is the fair measure.
 
 Targets (float64):
 
@@ -33,12 +36,14 @@ Every contender starts from the same x0 (standard normal draws).  Each contender
 its own child process (so Numba's and XLA's thread pools never meet); a child first does
 one untimed run (compilation), then timed runs.  Timed runs go in interleaved rounds, the
 order rotated each round.  A run is timed from the call to the returned NumPy array
-(``block_until_ready`` for JAX); seeds differ between runs.  "min ESS" is the minimum over
-coordinates of ``npebm.diagnostics.ess(draws, "bulk")`` on the (chains, N, dim) kept draws,
-the same estimator for every contender; min-ESS/s uses each run's own ESS and time, and the
+(``block_until_ready`` for JAX); seeds differ between runs.  ESS comes from
+``npebm.diagnostics.ess`` (checked against ArviZ) on the (chains, N, dim) kept draws, the
+same estimator for every contender; min-ESS/s uses each run's own ESS and time, and the
 table shows medians over runs.  Step size and acceptance: for BlackJAX the median over
 chains of the tuned step size (each chain has its own) and the mean acceptance probability
-over kept proposals; for npebm the tuned step and the mean acceptance rate.
+over kept proposals; for npebm the tuned step and the mean acceptance rate.  While
+sampling, both libraries jitter each proposal's step by the same ``--jitter`` fraction
+(uniform, per chain and proposal; BlackJAX through its HMC kernel's step argument).
 
 Threads: every child gets NUMBA_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
 OPENBLAS_NUM_THREADS = ``--threads`` (default 2) and XLA's intra-op flag, and is pinned to
@@ -139,7 +144,8 @@ class NpebmRunner:
         x0 = initial_state(self.dim, cfg["chains"], seed)
         t0 = time.perf_counter()
         hmc = HamiltonianMonteCarlo(self.energy, step_size=0.1,
-                                    n_leapfrog_steps=cfg["leapfrog"], seed=seed)
+                                    n_leapfrog_steps=cfg["leapfrog"], jitter=cfg["jitter"],
+                                    seed=seed)
         traj, diag = hmc.sample(x=x0, n_steps=cfg["draws"], burn_in=cfg["burn_in"],
                                 adapt=self.adapt, return_trajectory=True,
                                 return_diagnostics=True)
@@ -179,12 +185,15 @@ class BlackjaxRunner:
             (state, params), _ = warmup.run(key, x0, num_steps=burn_in)
             return state, params["step_size"], params["inverse_mass_matrix"]
 
-        def draw_one(key, state, step, inv_mass):
-            kernel = blackjax.hmc(logdensity, step_size=step, inverse_mass_matrix=inv_mass,
-                                  num_integration_steps=leapfrog)
+        hmc_kernel = blackjax.mcmc.hmc.build_kernel()
+        jitter = cfg["jitter"]
 
+        def draw_one(key, state, step, inv_mass):
             def body(st, k):
-                st, info = kernel.step(k, st)
+                k_step, k_jit = jax.random.split(k)
+                # the same per-proposal step jitter as npebm's
+                eps = step * (1 + jitter * (2 * jax.random.uniform(k_jit) - 1))
+                st, info = hmc_kernel(k_step, st, logdensity, eps, inv_mass, leapfrog)
                 return st, (st.position, info.acceptance_rate)
 
             _, (pos, acc) = jax.lax.scan(body, state, jax.random.split(key, draws))
@@ -316,6 +325,8 @@ def main(argv=None):
     ap.add_argument("--burn-in", type=int, default=None, help="default 1000 (quick 300)")
     ap.add_argument("--draws", type=int, default=None, help="default 1000 (quick 300)")
     ap.add_argument("--leapfrog", type=int, default=10)
+    ap.add_argument("--jitter", type=float, default=0.2,
+                    help="per-proposal step jitter while sampling, both libraries (0.2)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs (default 3, quick 1)")
     ap.add_argument("--threads", type=int, default=min(2, len(os.sched_getaffinity(0))))
     ap.add_argument("--python", default=BENCHVENV if os.path.exists(BENCHVENV) else sys.executable,
@@ -332,7 +343,8 @@ def main(argv=None):
     q = args.quick
     cfg = dict(chains=args.chains or (16 if q else 64),
                burn_in=args.burn_in or (300 if q else 1000),
-               draws=args.draws or (300 if q else 1000), leapfrog=args.leapfrog)
+               draws=args.draws or (300 if q else 1000), leapfrog=args.leapfrog,
+               jitter=args.jitter)
     repeats = args.repeats or (1 if q else 3)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
@@ -341,6 +353,7 @@ def main(argv=None):
     print(f"sizes: {cfg['chains']} chains, burn-in B = {cfg['burn_in']}, kept N = "
           f"{cfg['draws']} proposals, L = {cfg['leapfrog']} leapfrog steps: "
           f"{(cfg['burn_in'] + cfg['draws']) * cfg['leapfrog']} gradients per chain; "
+          f"step jitter {cfg['jitter']}; "
           f"{repeats} timed run(s) after one warm-up run, interleaved"
           + (" (--quick)" if q else ""))
 
@@ -381,12 +394,14 @@ def main(argv=None):
                     continue
                 draws = np.load(path)
                 os.remove(path)
-                min_ess = float(np.min(ess(draws, method="bulk")))
-                r["min_ess"] = min_ess
+                for method in ("bulk", "tail", "sd"):
+                    r[method] = float(np.min(ess(draws, method=method)))
+                min_ess = r["min_ess"] = min(r["bulk"], r["tail"], r["sd"])
                 r["rate"] = min_ess / r["seconds"]
                 rows[target, name]["runs"].append(r)
-                print(f"  {name}: {r['seconds']:.2f} s, min ESS {min_ess:.0f}, "
-                      f"{r['rate']:.0f} ESS/s, step {r['step']:.3g}, accept {r['accept']:.2f}"
+                print(f"  {name}: {r['seconds']:.2f} s, min ESS bulk {r['bulk']:.0f} tail "
+                      f"{r['tail']:.0f} sd {r['sd']:.0f}, {r['rate']:.0f} ESS/s, "
+                      f"step {r['step']:.3g}, accept {r['accept']:.2f}"
                       + ("" if r["finite"] else " (non-finite draws!)"), flush=True)
                 time.sleep(0.2)  # let the previous child's spinning threads go idle
     for child in children.values():
@@ -396,7 +411,8 @@ def main(argv=None):
 
     print("\nmedians over the timed runs; time = adaptation + sampling; npebm x = npebm's "
           "min-ESS/s over BlackJAX's with the same mass-matrix kind (goal >= 2)")
-    hdr = (f"{'target':<10}{'contender':<16}{'time s':>8}{'min ESS':>9}{'ESS/s':>9}"
+    hdr = (f"{'target':<10}{'contender':<16}{'time s':>8}{'bulk':>8}{'tail':>8}{'sd':>8}"
+           f"{'min ESS':>9}{'ESS/s':>9}"
            f"{'npebm x':>9}{'step':>10}{'accept':>8}{'warm-up s':>11}")
     print(hdr)
     print("-" * len(hdr))
@@ -404,7 +420,8 @@ def main(argv=None):
     for key, row in rows.items():
         if row["runs"]:
             med[key] = {f: statistics.median(r[f] for r in row["runs"])
-                        for f in ("seconds", "min_ess", "rate", "step", "accept")}
+                        for f in ("seconds", "bulk", "tail", "sd", "min_ess", "rate", "step",
+                                  "accept")}
     for target in targets:
         for name in CONTENDERS:
             if (target, name) not in med:
@@ -414,7 +431,8 @@ def main(argv=None):
             if name.startswith("npebm"):
                 peer = med.get((target, name.replace("npebm", "blackjax")))
                 ratio = f"{m['rate'] / peer['rate']:.2f}x" if peer else "-"
-            print(f"{target:<10}{name:<16}{m['seconds']:>8.2f}{m['min_ess']:>9.0f}"
+            print(f"{target:<10}{name:<16}{m['seconds']:>8.2f}{m['bulk']:>8.0f}{m['tail']:>8.0f}"
+                  f"{m['sd']:>8.0f}{m['min_ess']:>9.0f}"
                   f"{m['rate']:>9.0f}{ratio:>9}{m['step']:>10.3g}{m['accept']:>8.2f}"
                   f"{rows[target, name]['warm_s']:>11.1f}")
         print()
