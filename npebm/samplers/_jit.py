@@ -47,8 +47,11 @@ BUF_STRIDE = _philox.BUF_STRIDE
 
 
 def call_block(fixed, block, X, G, E, params):
-    """``fixed(X, G, E, params)`` when a block is baked in, else ``block(...)``."""
-    raise NotImplementedError("compiled code only")
+    """``fixed(X, G, E, params)`` when a block is baked in, else ``block(...)``.
+
+    The Python body serves Numba's CUDA simulator, which runs kernels as Python.
+    """
+    (block if fixed is None else fixed)(X, G, E, params)
 
 
 @overload(call_block)
@@ -135,7 +138,7 @@ def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, momen
             gn += np.float64(gb[r, j]) * np.float64(gb[r, j])
         gn_out[c, k] = math.sqrt(gn)
         acc_out[c, k] = accepted
-        for j in range(d):
+        for j in range(d if moments.shape[0] != 0 else 0):
             v = np.float64(xb[r, j])
             if r == 0:
                 moments[b, k, 0, j] = v

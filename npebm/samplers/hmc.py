@@ -25,16 +25,14 @@ __all__ = ["HamiltonianMonteCarlo"]
 _IDENTITY, _DIAGONAL, _DENSE = 0, 1, 2
 
 
-def _build_kernel(fixed, chain_major):
-    """The fused HMC kernel over blocks ``b0 .. b1 - 1`` of chains, all proposals inside."""
-    from numba import njit
+def _build_run_block(fixed, chain_major):
+    """The step loop over one block of chains, ``register_jitable`` so the CPU kernel
+    below and the CUDA kernel (one chain per thread) both compile it."""
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row,
-                       load_block, normal, record, row_finite, start_streams, store_block,
-                       uniform)
+    from ._jit import (NOISE, call_block, copy_row, load_block, normal, record, row_finite,
+                       start_streams, store_block, uniform)
 
-    stamp = SOURCE_STAMP
     threshold = DIVERGENCE_THRESHOLD
 
     # No reference counting in the step loop (see langevin.py).
@@ -164,6 +162,18 @@ def _build_kernel(fixed, chain_major):
                                acc_out, moments)
         store_block(X, G, E, pos, c0, xb, gb, eb, pb)
 
+    return run_block
+
+
+def _build_kernel(fixed, chain_major):
+    """The fused HMC kernel over blocks ``b0 .. b1 - 1`` of chains, all proposals inside."""
+    from numba import njit
+
+    from ._jit import SOURCE_STAMP, block_scratch
+
+    run_block = _build_run_block(fixed, chain_major)
+    stamp = SOURCE_STAMP
+
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, half_eta, n_leapfrog, jitter, mass_kind, sqrt_m, minv_diag,
@@ -192,6 +202,20 @@ def _build_kernel(fixed, chain_major):
         progress[0] = s1
 
     return kernel
+
+
+def _cuda_scratch(xp, n, d, dtype):
+    """Per-chain scratch of the CUDA kernel: momenta, two dim-rows, the starting
+    Hamiltonian, log u, the (jittered) step and half step, a float64 dim-row."""
+    return (xp.empty((n, d), dtype), xp.empty((n, d), dtype), xp.empty((n, d), dtype),
+            xp.empty(n, np.float64), xp.empty(n, np.float64), xp.empty((n, 2), dtype),
+            xp.empty((n, d), np.float64))
+
+
+def _thread_scratch(scratch, i):
+    """Chain ``i``'s rows of the scratch, shaped as the CPU kernel's one-row block."""
+    pn, zrow, vrow, h0, log_u, hs, acc = scratch
+    return (pn[i:i + 1], zrow[i], vrow[i], h0[i:i + 1], log_u[i:i + 1], hs[i:i + 1], acc[i])
 
 
 def _check_jitter(jitter):

@@ -12,15 +12,13 @@ from .base import ChainSampler, check_real, schedule_values
 __all__ = ["LangevinDynamics"]
 
 
-def _build_kernel(fixed, chain_major):
-    """The fused Langevin kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
-    from numba import njit
+def _build_run_block(fixed, chain_major):
+    """The step loop over one block of chains, ``register_jitable`` so the CPU kernel
+    below and the CUDA kernel (one chain per thread) both compile it."""
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row,
-                       load_block, normal, record, row_finite, start_streams, store_block)
-
-    stamp = SOURCE_STAMP
+    from ._jit import (NOISE, call_block, copy_row, load_block, normal, record, row_finite,
+                       start_streams, store_block)
 
     # Compiled without reference counting: the step loop then costs what its arithmetic
     # costs (views, calls and array arguments would otherwise each cost atomic updates).
@@ -71,6 +69,18 @@ def _build_kernel(fixed, chain_major):
                                moments)
         store_block(X, G, E, pos, c0, xb, gb, eb, pb)
 
+    return run_block
+
+
+def _build_kernel(fixed, chain_major):
+    """The fused Langevin kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
+    from numba import njit
+
+    from ._jit import SOURCE_STAMP, block_scratch
+
+    run_block = _build_run_block(fixed, chain_major)
+    stamp = SOURCE_STAMP
+
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, amp, decay, lo, hi, clamp_on,
@@ -91,6 +101,15 @@ def _build_kernel(fixed, chain_major):
         progress[0] = s1
 
     return kernel
+
+
+def _cuda_scratch(xp, n, d, dtype):
+    """Per-chain scratch of the CUDA kernel beyond the common rows: none."""
+    return ()
+
+
+def _thread_scratch(scratch, i):
+    return ()
 
 
 class LangevinDynamics(ChainSampler):

@@ -19,16 +19,13 @@ from .base import ChainSampler, check_probability, schedule_values
 __all__ = ["MALA"]
 
 
-def _build_kernel(fixed, chain_major):
-    """The fused MALA kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
-    from numba import njit
+def _build_run_block(fixed, chain_major):
+    """The step loop over one block of chains, ``register_jitable`` so the CPU kernel
+    below and the CUDA kernel (one chain per thread) both compile it."""
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, SOURCE_STAMP, block_scratch, call_block, copy_row,
-                       load_block, normal, record, row_finite, start_streams, store_block,
-                       uniform)
-
-    stamp = SOURCE_STAMP
+    from ._jit import (NOISE, call_block, copy_row, load_block, normal, record, row_finite,
+                       start_streams, store_block, uniform)
 
     # No reference counting in the step loop (see langevin.py).
     @register_jitable(_nrt=False)
@@ -92,6 +89,18 @@ def _build_kernel(fixed, chain_major):
                                acc_out, moments)
         store_block(X, G, E, pos, c0, xb, gb, eb, pb)
 
+    return run_block
+
+
+def _build_kernel(fixed, chain_major):
+    """The fused MALA kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
+    from numba import njit
+
+    from ._jit import SOURCE_STAMP, block_scratch
+
+    run_block = _build_run_block(fixed, chain_major)
+    stamp = SOURCE_STAMP
+
     @njit(nogil=True, cache=True)
     def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
                s1, keep, eta, amp, inv4h,
@@ -114,6 +123,17 @@ def _build_kernel(fixed, chain_major):
         progress[0] = s1
 
     return kernel
+
+
+def _cuda_scratch(xp, n, d, dtype):
+    """Per-chain scratch of the CUDA kernel: half |z|^2 and log u of each proposal."""
+    return (xp.empty(n, np.float64), xp.empty(n, np.float64))
+
+
+def _thread_scratch(scratch, i):
+    """Chain ``i``'s rows of the scratch, shaped as the CPU kernel's one-row block."""
+    half_zz, log_u = scratch
+    return (half_zz[i:i + 1], log_u[i:i + 1])
 
 
 class MALA(ChainSampler):
