@@ -580,8 +580,19 @@ class ChainSampler(BaseSampler):
             "alpha": np.zeros(n, np.float64),  # acceptance probability of the last step
         }
         out["rows"] = rows
-        runner = (_FusedRunner(self, st, sched, out, rows) if fused
-                  else _VectorRunner(self, st, sched, out))
+        xp = getattr(self, "_cuda_xp", None)
+        if xp is not None and fused:
+            # The CUDA kernels (under Numba's simulator NumPy stands in for CuPy).
+            from ._cuda import CudaRunner
+
+            if want_diag and not want_traj:
+                raise NotImplementedError(
+                    "diagnostics of a CUDA run need return_trajectory=True in this version")
+            runner = CudaRunner(self, st, sched, out, xp)
+        elif fused:
+            runner = _FusedRunner(self, st, sched, out, rows)
+        else:
+            runner = _VectorRunner(self, st, sched, out)
         return runner, out
 
     def _run(self, st, sched, burn_in, n_steps, thin, want_traj, want_diag, progress):
@@ -621,6 +632,10 @@ class ChainSampler(BaseSampler):
         if not want_diag:
             return samples
         kept = burn_in + thin * np.arange(1, n_kept + 1) - 1
+        if getattr(self, "_cuda_xp", None) is not None and self.energy.is_compiled:
+            from ._cuda import block_moments
+
+            out["moments"] = block_moments(out["traj"], out["rows"])
         counts = np.diff(np.append(np.arange(0, st.x.shape[0], out["rows"]), st.x.shape[0]))
         mean, var = _combine_moments(out["moments"], counts)
         accepted = out["accepted"].T.astype(bool)
