@@ -25,21 +25,13 @@ def simulated():
     return bool(config.ENABLE_CUDASIM)
 
 
-def _rows_function(point):
-    from numba.extending import register_jitable
-
-    @register_jitable
-    def rows(X, G, E, params):
-        for r in range(X.shape[0]):
-            E[r] = point(X[r], G[r], params)
-
-    return rows
-
-
 def _build(module, point):
     from numba.extending import register_jitable
 
-    run_block = module._build_run_block(_rows_function(point), True)
+    from ..energies._kernels import make_block
+
+    # The energy's per-point kernel over a block's rows, as the CPU's block functions.
+    run_block = module._build_run_block(register_jitable(make_block(point)), True)
     thread_scratch = register_jitable(module._thread_scratch)
 
     @cuda.jit
@@ -75,7 +67,9 @@ def kernel_for(sampler, energy):
 def block_moments(traj, rows):
     """Per-block shifted sums ``(n_blocks, n_kept, 3, dim)`` of kept states ``traj``
     ``(n, n_kept, dim)``, blocks of ``rows`` chains, as the CPU kernels record them."""
-    xp = type(traj).__module__.split(".")[0] == "cupy" and __import__("cupy") or np
+    from ..backend import array_namespace
+
+    xp = array_namespace(traj)
     n, n_kept, d = traj.shape
     n_blocks = -(-n // rows)
     out = xp.zeros((n_blocks, n_kept, 3, d))
