@@ -22,6 +22,7 @@ from numba import types
 from numba.extending import overload, register_jitable
 
 from .. import _philox
+from .._philox import inline_on_cpu
 from ..energies import _kernels as _energy_kernels
 
 
@@ -74,7 +75,7 @@ def block_scratch(X, c0, m):
             np.empty(m, np.uint64), np.empty((m, BUF_STRIDE), np.uint32))
 
 
-@register_jitable(inline="always")
+@register_jitable(inline=inline_on_cpu)
 def load_block(X, G, E, pos, c0, xb, gb, eb, pb):
     for r in range(xb.shape[0]):
         for j in range(xb.shape[1]):
@@ -84,7 +85,7 @@ def load_block(X, G, E, pos, c0, xb, gb, eb, pb):
         pb[r] = pos[c0 + r]
 
 
-@register_jitable(inline="always")
+@register_jitable(inline=inline_on_cpu)
 def store_block(X, G, E, pos, c0, xb, gb, eb, pb):
     for r in range(xb.shape[0]):
         for j in range(xb.shape[1]):
@@ -94,13 +95,13 @@ def store_block(X, G, E, pos, c0, xb, gb, eb, pb):
         pos[c0 + r] = pb[r]
 
 
-@register_jitable(inline="always")
+@register_jitable(inline=inline_on_cpu)
 def start_streams(k0, k1, chain0, pos, bufs):
     for r in range(pos.shape[0]):
         sync(k0, k1, np.uint64(chain0 + r), NOISE, pos[r], bufs[r, :4])
 
 
-@register_jitable(inline="always")
+@register_jitable(inline=inline_on_cpu)
 def row_finite(e, g, x, r):
     """Whether chain ``r``'s energy, gradient and state are all finite."""
     if not math.isfinite(e[r]):
@@ -111,13 +112,13 @@ def row_finite(e, g, x, r):
     return True
 
 
-@register_jitable(inline="always")
+@register_jitable(inline=inline_on_cpu)
 def copy_row(src, dst, r):
     for j in range(src.shape[1]):
         dst[r, j] = src[r, j]
 
 
-@register_jitable(inline="always")
+@register_jitable(inline=inline_on_cpu)
 def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, moments):
     """Write chain ``c`` (row ``r`` of block ``b``) into the outputs at kept index ``k``.
 
