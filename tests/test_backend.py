@@ -36,14 +36,48 @@ def _cupy_importable():
     return True
 
 
+@pytest.fixture
+def no_simulator(monkeypatch):
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setattr(B, "_BACKENDS", {})
+
+
 @pytest.mark.skipif(_cupy_importable(), reason="CuPy is installed here")
-def test_cuda_without_cupy_says_what_to_install():
+def test_cuda_without_cupy_says_what_to_install(no_simulator):
     with pytest.raises(ImportError, match=r"pip install npebm\[cuda\]"):
         B.get_backend("cuda")
     assert B.get_backend("auto").name == "cpu"
 
 
-def test_cuda_without_a_visible_device(monkeypatch):
+@pytest.mark.skipif(_cupy_importable(), reason="CuPy is installed here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_samplers_on_cuda_without_cupy_say_what_to_install(no_simulator, device):
+    from npebm.energies import GaussianEnergy
+    from npebm.samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics
+
+    for cls in (LangevinDynamics, MALA, HamiltonianMonteCarlo):
+        with pytest.raises(ImportError, match=r"device='cuda' needs CuPy.*npebm\[cuda\]"):
+            cls(GaussianEnergy(np.zeros(2), np.eye(2)), device=device)
+
+
+def test_the_simulator_backend_lets_numpy_stand_in_for_cupy(monkeypatch):
+    # Numba's CUDA simulator runs kernels as Python on NumPy arrays: the CUDA backend
+    # then needs no CuPy and no GPU, and "auto" never picks it.
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    monkeypatch.setattr(B, "_BACKENDS", {})
+    assert B.simulator_enabled()
+    cuda = B.get_backend("cuda:1")
+    assert cuda.simulated and cuda.xp is np and cuda.device == "cuda:1" and cuda.name == "cuda"
+    x = cuda.asarray([[1, 2]], dtype=np.float32)
+    assert isinstance(x, np.ndarray) and x.dtype == np.float32
+    with cuda.context():
+        pass
+    assert B.get_backend("auto").name == "cpu"
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "0")
+    assert not B.simulator_enabled()
+
+
+def test_cuda_without_a_visible_device(monkeypatch, no_simulator):
     # A stand-in CuPy whose runtime reports no device exercises the GPU check anywhere.
     def no_device():
         raise RuntimeError("cudaErrorNoDevice")

@@ -1,4 +1,8 @@
-"""The CUDA kernels on the CPU, through Numba's CUDA simulator, against the CPU kernels.
+"""The GPU path on the CPU, through Numba's CUDA simulator, against the CPU path.
+
+``device="cuda"`` under the simulator runs the CUDA kernels as Python on NumPy arrays
+(which stand in for CuPy's): the fused kernels of every sampler, the vectorised path with
+its device noise, compiled-energy evaluation, resume, set_state, adaptation, float32.
 
 The simulator must be switched on before numba.cuda is first imported, so the checks run
 in a child process (``tests/cuda_sim_check.py``) with ``NUMBA_ENABLE_CUDASIM=1``.  Tests
@@ -21,5 +25,10 @@ def test_cuda_kernels_match_the_cpu_kernels_under_the_simulator():
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ALL OK" in proc.stdout
-    # every sampler x energy x (final states, trajectory + diagnostics) case ran
-    assert proc.stdout.count("max |dx|") == 3 * 4 * 2, proc.stdout
+    # every sampler x energy x (final states | trajectory + diagnostics | diagnostics
+    # alone) on the kernels, and each run feature for every sampler
+    out = proc.stdout
+    assert out.count("max |dx|") == 3 * 4 * 3, out
+    for tag, count in (("resume ", 4), ("split ", 4), ("adapt ", 3), ("float32 ", 4),
+                       ("vector ", 4), ("evaluate ok", 1)):
+        assert out.count(tag) == count, (tag, out)

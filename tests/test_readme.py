@@ -6,6 +6,7 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_python_examples_run():
+    # Blocks tagged ```py need a GPU (CI has none); ```python blocks must run anywhere.
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert blocks, "the README should show a Python example"
     for block in blocks:

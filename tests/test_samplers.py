@@ -383,6 +383,32 @@ def test_resume_arguments_are_checked(make):
         s.set_state(bad)
 
 
+def test_hmc_state_carries_the_mass_identity_included():
+    # An identity mass (saved as NaN) restores as identity, not as whatever mass the
+    # receiving sampler was built with; a mass of the wrong dimension is refused before
+    # anything changes.
+    x0 = np.random.default_rng(0).normal(size=(4, 2))
+    unit = HamiltonianMonteCarlo(GAUSS, step_size=0.2, seed=3)
+    whole = unit.sample(x=x0, n_steps=6)
+    half = HamiltonianMonteCarlo(GAUSS, step_size=0.2, seed=3)
+    half.sample(x=x0, n_steps=3)
+    other = HamiltonianMonteCarlo(GAUSS, step_size=0.2, mass=[1.0, 5.0])
+    other.set_state(half.get_state())
+    assert other.mass is None
+    np.testing.assert_array_equal(other.sample(n_steps=3, resume=True), whole)
+    bad = half.get_state()
+    bad["mass"] = np.ones(7)
+    before = other.get_state()
+    with pytest.raises(ValueError, match=r"state\['mass'\] has dim 7"):
+        other.set_state(bad)
+    bad["mass"] = -np.ones(2)
+    with pytest.raises(ValueError, match=r"state\['mass'\]"):
+        other.set_state(bad)
+    after = other.get_state()
+    assert other.mass is None
+    assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)
+
+
 # ------------------------------------------------------------------- base class
 
 def test_aliases_and_scheduler_api():

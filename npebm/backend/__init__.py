@@ -7,6 +7,8 @@ CuPy or torch at module level: each is loaded when a backend first needs it.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 
 import numpy as np
@@ -18,6 +20,7 @@ __all__ = [
     "array_namespace",
     "get_backend",
     "resolve_dtype",
+    "simulator_enabled",
     "to_numpy",
 ]
 
@@ -136,6 +139,13 @@ class Backend:
     def to_numpy(self, a):
         return to_numpy(a)
 
+    def context(self):
+        """A context manager that makes this device current (nothing to do on the CPU)."""
+        return contextlib.nullcontext()
+
+    def synchronize(self):
+        """Wait for the work queued on this device (nothing to wait for on the CPU)."""
+
     def evaluate(self, energy, x):
         """Energies ``(n,)`` and gradients ``(n, dim)`` of a compiled energy at ``x``."""
         raise NotImplementedError
@@ -161,9 +171,12 @@ class CPUBackend(Backend):
 
 
 class CUDABackend(Backend):
-    """CuPy arrays on one NVIDIA GPU; CUDA kernels.
+    """CuPy arrays on one NVIDIA GPU; CUDA kernels (numba-cuda).
 
-    Construction fails with a clear error when CuPy or a visible GPU is missing.
+    Construction fails with a clear error when CuPy, numba-cuda or a visible GPU is
+    missing.  Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the kernels run
+    on the CPU as Python and NumPy arrays stand in for CuPy ones (``simulated``), which
+    is how the GPU path is tested without a GPU.
     """
 
     name = "cuda"
@@ -171,6 +184,10 @@ class CUDABackend(Backend):
     def __init__(self, index=0):
         self.index = int(index)
         self.device = f"cuda:{self.index}"
+        self.simulated = simulator_enabled()
+        if self.simulated:
+            self._cupy = None
+            return
         cupy = _import_cupy()
         try:
             count = cupy.cuda.runtime.getDeviceCount()
@@ -183,21 +200,60 @@ class CUDABackend(Backend):
             raise RuntimeError(
                 f"device={self.device!r}: only {count} CUDA device(s) are visible"
             )
+        try:
+            from numba import cuda
+        except ImportError:
+            raise ImportError(
+                f"device={self.device!r} needs numba-cuda for its kernels: "
+                "`pip install npebm[cuda]` (or `pip install numba-cuda`)."
+            ) from None
+        if not cuda.is_available():
+            raise RuntimeError(
+                f"device={self.device!r}: CuPy sees {count} GPU(s) but Numba's CUDA "
+                "driver does not; check `numba -s` (CUDA Information) and the driver."
+            )
         self._cupy = cupy
 
     @property
     def xp(self):
-        return self._cupy
+        return np if self.simulated else self._cupy
+
+    def context(self):
+        """A context manager making this GPU current for CuPy and Numba."""
+        if self.simulated:
+            return contextlib.nullcontext()
+        from numba import cuda
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._cupy.cuda.Device(self.index))
+        stack.enter_context(cuda.gpus[self.index])
+        return stack
+
+    def synchronize(self):
+        """Wait for the kernels queued on this GPU: CuPy's and Numba's calls return
+        before their work is done."""
+        if not self.simulated:
+            self._cupy.cuda.Device(self.index).synchronize()
 
     def asarray(self, x, dtype=None, name="x"):
-        with self._cupy.cuda.Device(self.index):
+        with self.context():
             return super().asarray(x, dtype=dtype, name=name)
 
     def evaluate(self, energy, x):
-        raise NotImplementedError(
-            "compiled energies on device='cuda' arrive with the CUDA kernels; "
-            "use device='cpu' for now"
-        )
+        """Energies and gradients of a compiled energy, one GPU thread per row of ``x``."""
+        from ..samplers import _cuda
+
+        with self.context():
+            return _cuda.evaluate(energy, x)
+
+
+def simulator_enabled():
+    """Whether Numba's CUDA simulator is switched on (``NUMBA_ENABLE_CUDASIM``).
+
+    Read from the environment, as Numba reads it, so that checking does not import
+    Numba.  Under the simulator ``numba.cuda.is_available()`` is True without a GPU.
+    """
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0")
 
 
 def _import_cupy():
@@ -212,6 +268,8 @@ def _import_cupy():
 
 
 def _cuda_usable():
+    if simulator_enabled():  # a simulated GPU is for tests, never an automatic choice
+        return False
     try:
         return _import_cupy().cuda.runtime.getDeviceCount() > 0
     except Exception:

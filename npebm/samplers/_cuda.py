@@ -12,10 +12,13 @@ Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs the same Python 
 Arrays are CuPy arrays on a GPU; under the simulator NumPy arrays stand in (``xp``).
 Imported on the first CUDA run only.
 """
+import contextlib
+
 import numpy as np
 from numba import cuda  # a module global: the simulator swaps it inside kernels
 
 _KERNELS = {}
+_USER_POINTS = {}
 
 
 def simulated():
@@ -23,6 +26,35 @@ def simulated():
     from numba import config
 
     return bool(config.ENABLE_CUDASIM)
+
+
+def _device_point(energy):
+    """The energy's per-point function, callable from a CUDA kernel: built-ins' are
+    ``register_jitable`` already; a user's ``CompiledEnergy`` function is registered
+    once here (compiled per process, never cached on disk, as on the CPU)."""
+    point = energy.point_function
+    if energy._cacheable:
+        return point
+    jitable = _USER_POINTS.get(point)
+    if jitable is None:
+        from numba.extending import register_jitable
+
+        jitable = _USER_POINTS[point] = register_jitable(point)
+    return jitable
+
+
+@contextlib.contextmanager
+def _compile_errors(energy):
+    """A user function Numba cannot compile for CUDA: one ``TypeError`` naming it."""
+    from numba.core.errors import NumbaError
+
+    try:
+        yield
+    except NumbaError as exc:
+        from ..energies._compile import _explain_compile_error
+
+        raise TypeError("on device='cuda': " + _explain_compile_error(
+            energy.point_function, exc)) from None
 
 
 def _build(module, point):
@@ -60,43 +92,133 @@ def kernel_for(sampler, energy):
     key = (module.__name__, energy.point_function)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = _build(module, energy.point_function)
+        kernel = _KERNELS[key] = _build(module, _device_point(energy))
     return kernel, module
 
 
-def block_moments(traj, rows):
-    """Per-block shifted sums ``(n_blocks, n_kept, 3, dim)`` of kept states ``traj``
-    ``(n, n_kept, dim)``, blocks of ``rows`` chains, as the CPU kernels record them."""
+def _device_params(xp, energy, dtype):
+    from ..energies import _compile
+
+    return tuple(xp.asarray(p) if isinstance(p, np.ndarray) else p
+                 for p in _compile.cast_params(energy.params, dtype))
+
+
+def _launch(n):
+    """Grid and block sizes for ``n`` threads."""
+    tpb = 128
+    return max(1, -(-n // tpb)), tpb
+
+
+def _build_evaluate(point):
+    from numba.extending import register_jitable
+
+    from ..energies._kernels import make_block
+
+    block = register_jitable(make_block(point))
+
+    @cuda.jit
+    def evaluate_rows(params, X, G, E):
+        i = cuda.grid(1)
+        if i < X.shape[0]:
+            block(X[i:i + 1], G[i:i + 1], E[i:i + 1], params)
+
+    return evaluate_rows
+
+
+def evaluate(energy, x):
+    """Energies ``(n,)`` and gradients ``(n, dim)`` of a compiled energy at device array
+    ``x``, one thread per row; the results stay on the device."""
     from ..backend import array_namespace
 
-    xp = array_namespace(traj)
-    n, n_kept, d = traj.shape
-    n_blocks = -(-n // rows)
-    out = xp.zeros((n_blocks, n_kept, 3, d))
-    for b in range(n_blocks):
-        x = traj[b * rows:(b + 1) * rows].astype(np.float64)
-        shift = x[0]
-        dx = x - shift
-        out[b, :, 0] = shift
-        out[b, :, 1] = dx.sum(axis=0)
-        out[b, :, 2] = (dx * dx).sum(axis=0)
-    return out
+    xp = array_namespace(x)
+    x = xp.ascontiguousarray(x)
+    key = ("evaluate", energy.point_function)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        kernel = _KERNELS[key] = _build_evaluate(_device_point(energy))
+    e = xp.empty(x.shape[0], x.dtype)
+    g = xp.empty_like(x)
+    if x.shape[0]:
+        with _compile_errors(energy):
+            kernel[_launch(x.shape[0])](_device_params(xp, energy, x.dtype), x, g, e)
+    return e, g
+
+
+def _build_fill(kind):
+    from .. import _philox
+
+    fill_row = _philox.fill_normal_row if kind == "normal" else _philox.fill_uniform_row
+    sync = _philox.sync
+
+    @cuda.jit
+    def fill(k0, k1, sid, chain_offset, pos, bufs, out):
+        i = cuda.grid(1)
+        if i < out.shape[0]:
+            chain = np.uint64(chain_offset) + np.uint64(i)
+            p = pos[i]
+            buf = bufs[i]
+            sync(k0, k1, chain, sid, p, buf)
+            pos[i] = fill_row(k0, k1, chain, sid, p, buf, out[i])
+
+    return fill
+
+
+def _fill(kind, k0, k1, sid, chain_offset, pos, out):
+    """The device counterpart of ``_philox.fill_normal`` / ``fill_uniform``: row i of
+    ``out`` (n, m) gets the next m draws of chain ``chain_offset + i``; ``pos`` (n,)
+    advances in place.  Same streams, same numbers, one thread per chain."""
+    from ..backend import array_namespace
+
+    key = ("fill", kind)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        kernel = _KERNELS[key] = _build_fill(kind)
+    n = out.shape[0]
+    if n:
+        bufs = array_namespace(out).empty((n, 4), np.uint32)
+        kernel[_launch(n)](np.uint64(k0), np.uint64(k1), np.uint64(sid),
+                           np.uint64(chain_offset), pos, bufs, out)
+
+
+def fill_normal(k0, k1, sid, chain_offset, pos, out):
+    """Standard normals into ``out`` (n, m); see ``npebm._philox.fill_normal``."""
+    _fill("normal", k0, k1, sid, chain_offset, pos, out)
+
+
+def fill_uniform(k0, k1, sid, chain_offset, pos, out):
+    """Uniforms in [0, 1) into ``out`` (n, m); see ``npebm._philox.fill_uniform``."""
+    _fill("uniform", k0, k1, sid, chain_offset, pos, out)
+
+
+def kept_moments(x, mean, var):
+    """Mean and variance (ddof 0) across chains of kept states ``x`` (n, k, dim), into
+    ``mean`` and ``var`` (k, dim), in float64 and in two passes (the CPU kernels' shifted
+    sums agree to rounding)."""
+    x = x.astype(np.float64)
+    m = x.mean(axis=0)
+    mean[...] = m
+    var[...] = ((x - m) ** 2).mean(axis=0)
 
 
 class CudaRunner:
     """Runs chunks of steps through the sampler's CUDA kernel (the CPU ``_FusedRunner``'s
-    interface): state and outputs stay in ``xp`` arrays on the device."""
+    interface): state and outputs stay in ``xp`` arrays on the device.
 
-    threads_per_block = 128
+    Threads never share an accumulator, so the across-chain mean and variance of each
+    kept step come from the kept states after each launch (``out["mean"]``,
+    ``out["var"]``).  Without a trajectory those states go to a bounded scratch buffer,
+    ``MOMENT_BUFFER`` values at most, and a chunk is split into launches that fit.
+    """
 
-    def __init__(self, sampler, st, sched, out, xp):
-        from ..energies import _compile
+    #: Values (n × kept steps × dim) of the scratch trajectory behind diagnostics.
+    MOMENT_BUFFER = 1 << 25
 
-        self.xp = xp
+    def __init__(self, sampler, st, sched, out, backend):
+        self.backend = backend
+        xp = self.xp = backend.xp
         dtype = st.x.dtype
         self.kernel, module = kernel_for(sampler, sampler.energy)
-        self.params = tuple(xp.asarray(p) if isinstance(p, np.ndarray) else p
-                            for p in _compile.cast_params(sampler.energy.params, dtype))
+        self.params = _device_params(xp, sampler.energy, dtype)
         self.sampler, self.st, self.sched, self.out = sampler, st, sched, out
         n, d = st.x.shape
         self.X = xp.asarray(st.x)
@@ -108,9 +230,8 @@ class CudaRunner:
                      xp.empty((n, d), dtype), xp.empty((n, d), dtype), xp.empty(n, dtype),
                      xp.empty(n, np.uint64), xp.empty((n, 4), np.uint32))
         self.scratch = module._cuda_scratch(xp, n, d, dtype)
-        # Threads never share an accumulator: across-chain moments come from the kept
-        # states afterwards (block_moments).
         self.no_moments = xp.zeros((0, 0, 3, d))
+        self.want_moments = out["mean"].shape[0] > 0
         self.extra = self._extra()
         self.keep = None
         self.have_grad = False
@@ -121,23 +242,57 @@ class CudaRunner:
         args = self.sampler._kernel_args(self.sched, self.st.x.dtype, self.st.x.shape[1])
         return tuple(xp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
 
+    def _launch(self, s0, s1, keep, outs):
+        with self.backend.context(), _compile_errors(self.sampler.energy):
+            self.kernel[_launch(self.X.shape[0])](
+                self.params, self.X, self.G, self.E, self.have_grad, self.pos, self.k0,
+                self.k1, np.int64(self.st.chain_offset), np.int64(s0), np.int64(s1), keep,
+                self.extra, outs, self.base, self.scratch)
+        self.have_grad = True
+
     def __call__(self, s0, s1, burn_in, thin):
         from .base import kept_indices
 
-        o = self.out
+        o, xp = self.out, self.xp
         if self.keep is None:
-            self.keep = self.xp.asarray(kept_indices(len(self.sched["step_size"]), burn_in,
-                                                     thin))
-        outs = (o["traj"], o["energy"], o["grad_norm"], o["accepted"], self.no_moments,
-                o["divergences"], o["n_accepted"], o["alpha"])
-        n = self.X.shape[0]
-        tpb = self.threads_per_block
-        self.kernel[-(-n // tpb), tpb](
-            self.params, self.X, self.G, self.E, self.have_grad, self.pos, self.k0, self.k1,
-            np.int64(self.st.chain_offset), np.int64(s0), np.int64(s1), self.keep,
-            self.extra, outs, self.base, self.scratch)
-        self.have_grad = True
+            self.keep = kept_indices(len(self.sched["step_size"]), burn_in, thin)
+            self.keep_dev = xp.asarray(self.keep)
+        tail = (o["divergences"], o["n_accepted"], o["alpha"])
+        if not self.want_moments:
+            self._launch(s0, s1, self.keep_dev, (o["traj"], o["energy"], o["grad_norm"],
+                                                 o["accepted"], self.no_moments) + tail)
+            self.done = s1
+            self.sync()
+            return
+        n, d = self.X.shape
+        per_launch = max(1, self.MOMENT_BUFFER // (n * d))
+        own = o["traj"].shape[0] > 0
+        buf = None if own else xp.empty((n, min(per_launch, o["mean"].shape[0]), d),
+                                        self.X.dtype)
+        a = s0
+        while a < s1:
+            # Steps a .. b - 1 keep at most per_launch states: indices ka .. kb - 1.
+            kept = np.flatnonzero(self.keep[a:s1] >= 0)
+            if len(kept) == 0:
+                b, ka, kb = s1, 0, 0
+            else:
+                b = a + (int(kept[per_launch]) if len(kept) > per_launch else s1 - a)
+                ka = int(self.keep[a + kept[0]])
+                kb = ka + min(len(kept), per_launch)
+            keep = xp.asarray(np.where(self.keep >= 0, self.keep - ka, -1))
+            traj = o["traj"][:, ka:kb] if own else buf[:, :kb - ka]
+            self._launch(a, b, keep, (traj, o["energy"][:, ka:kb], o["grad_norm"][:, ka:kb],
+                                      o["accepted"][:, ka:kb], self.no_moments) + tail)
+            if kb > ka:
+                kept_moments(traj, o["mean"][ka:kb], o["var"][ka:kb])
+            a = b
         self.done = s1
+        self.sync()
+
+    def sync(self):
+        """Wait for the launches: the driver sizes chunks by their time, and a chunk's
+        end is where progress is reported and Ctrl-C lands."""
+        self.backend.synchronize()
 
     def set_step_size(self, s, arrays):
         for name, value in arrays.items():

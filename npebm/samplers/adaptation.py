@@ -104,11 +104,16 @@ class Welford:
 
     def update(self, x):
         """Add a batch ``(n_chains, dim)`` of draws."""
-        x = np.asarray(x, dtype=np.float64)
+        from ..backend import to_numpy
+
+        # Reduced where x lives (a GPU's chains stay there); only (dim,) or (dim, dim)
+        # comes home.
+        x = x.astype(np.float64)
         n = x.shape[0]
         batch_mean = x.mean(axis=0)
         dx = x - batch_mean
-        batch_m2 = dx.T @ dx if self.dense else np.einsum("ij,ij->j", dx, dx)
+        batch_m2 = to_numpy(dx.T @ dx if self.dense else (dx * dx).sum(axis=0))
+        batch_mean = to_numpy(batch_mean)
         delta = batch_mean - self.mean
         total = self.count + n
         self.mean = self.mean + delta * (n / total)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..backend import get_backend, resolve_dtype
+from ..backend import array_namespace, get_backend, resolve_dtype, to_numpy
 from ..diagnostics import Diagnostics
 from ..energies.base import Energy
 from ..random import INIT, NOISE, key_from_seed
@@ -224,10 +224,6 @@ class ChainSampler(BaseSampler):
                  energy_function=None):
         super().__init__(energy, dtype=dtype, device=device, seed=seed, model=model,
                          energy_function=energy_function)
-        if self.device != "cpu":
-            raise NotImplementedError(
-                f"device={device!r}: the samplers run on the CPU in this version; the CUDA "
-                "kernels are not there yet")
         self._state = None
 
     # ------------------------------------------------------------------ the public API
@@ -334,7 +330,8 @@ class ChainSampler(BaseSampler):
         if self._state is None:
             raise RuntimeError("nothing to save: this sampler has not run yet")
         st = self._state
-        return {"x": st.x.copy(), "pos": st.pos.copy(), "key": st.key.copy(),
+        return {"x": np.array(to_numpy(st.x)), "pos": np.array(to_numpy(st.pos)),
+                "key": st.key.copy(),
                 "step": np.int64(st.step), "chain_offset": np.int64(st.chain_offset),
                 "single": np.bool_(getattr(self, "_single", False)),
                 "step_size": np.float64(self._constant_step_size())}
@@ -342,8 +339,8 @@ class ChainSampler(BaseSampler):
     def set_state(self, state):
         """Restore :meth:`get_state`'s dict (e.g. from ``np.load``) for ``resume=True``."""
         try:
-            x = np.array(state["x"])
-            pos = np.array(state["pos"])
+            x = np.array(to_numpy(state["x"]))
+            pos = np.array(to_numpy(state["pos"]))
             key = np.array(state["key"])
             step = int(state["step"])
             chain_offset = int(state["chain_offset"])
@@ -362,7 +359,8 @@ class ChainSampler(BaseSampler):
         self._check_dim(x.shape[1], "state['x']")
         if not np.all(np.isfinite(x)):
             raise ValueError("state['x'] holds NaN or inf")
-        self._state = _RunState(np.ascontiguousarray(x), pos.astype(np.uint64), key, step,
+        self._state = _RunState(self.backend.asarray(x, dtype=x.dtype, name="state['x']"),
+                                self._on_device(pos.astype(np.uint64)), key, step,
                                 chain_offset)
         self._single = single
         step_size = state.get("step_size") if hasattr(state, "get") else None
@@ -380,8 +378,17 @@ class ChainSampler(BaseSampler):
 
     def _evaluate(self, x):
         """Energies and gradients of an array-code energy, in the run's dtype."""
+        xp = array_namespace(x)
         e, g = self.energy.energy_and_gradient(x)
-        return np.asarray(e, x.dtype), np.asarray(g, x.dtype)
+        return xp.asarray(e, dtype=x.dtype), xp.asarray(g, dtype=x.dtype)
+
+    def _on_device(self, a):
+        """A NumPy array moved to the sampler's device (itself on the CPU)."""
+        xp = self.backend.xp
+        if xp is np:
+            return a
+        with self.backend.context():
+            return xp.asarray(a)
 
     # ------------------------------------------------------------------ setting up
     def _check_dim(self, dim, name):
@@ -410,15 +417,17 @@ class ChainSampler(BaseSampler):
             single = False
         else:
             x0, single = self._check_x(x, dim, n_samples)
-        pos = np.zeros(x0.shape[0], np.uint64)
+        pos = self._on_device(np.zeros(x0.shape[0], np.uint64))
         return _RunState(x0, pos, key, 0, chain_offset), single
 
     def _check_x(self, x, dim, n_samples):
-        if hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith("torch"):
-            raise TypeError("x must be a NumPy array (or list) on device='cpu'; use "
-                            "npebm.to_numpy(x) first")
-        arr = np.asarray(x)
-        if isinstance(x, np.ndarray) and arr.dtype.kind not in "f":
+        on_gpu = hasattr(x, "__cuda_array_interface__")
+        if type(x).__module__.startswith("torch") or (on_gpu and self.device == "cpu"):
+            raise TypeError(f"x must be a NumPy array (or list) on device={self.device!r}; "
+                            "use npebm.to_numpy(x) first")
+        arr = x if on_gpu else np.asarray(x)
+        xp = array_namespace(arr)
+        if (isinstance(x, np.ndarray) or on_gpu) and arr.dtype.kind not in "f":
             raise TypeError(f"x must hold floating-point numbers, got dtype {arr.dtype}")
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"x must hold real numbers, got dtype {arr.dtype}")
@@ -437,10 +446,13 @@ class ChainSampler(BaseSampler):
             raise ValueError(f"dim={dim} disagrees with x, which has dim {arr.shape[1]}")
         self._check_dim(arr.shape[1], "x")
         dtype = resolve_dtype(self.dtype, like=arr)
-        x0 = np.array(arr, dtype=dtype, order="C")  # a copy: the caller's x is never touched
-        if not np.all(np.isfinite(x0)):
-            bad = int(np.argmax(~np.all(np.isfinite(x0), axis=1)))
+        finite = xp.all(xp.isfinite(arr), axis=1)
+        if not bool(xp.all(finite)):
+            bad = int(xp.argmax(~finite))
             raise ValueError(f"x holds NaN or inf (first in row {bad})")
+        # A copy on the sampler's device: the caller's x is never touched.
+        with self.backend.context():
+            x0 = self.backend.xp.array(arr, dtype=dtype, order="C")
         return x0, single
 
     def _draw_initial(self, key, n, dim, chain_offset, dtype):
@@ -449,7 +461,7 @@ class ChainSampler(BaseSampler):
         streams = ChainStreams(seed=None, n_chains=n, chain_offset=chain_offset, stream=INIT)
         streams.set_state({"key": key, "positions": np.zeros(n, np.uint64),
                            "chain_offset": chain_offset, "stream": INIT})
-        return np.ascontiguousarray(streams.normal(dim, dtype=dtype))
+        return self._on_device(np.ascontiguousarray(streams.normal(dim, dtype=dtype)))
 
     def _resume_state(self, x, dim, n_samples, seed, chain_offset):
         if self._state is None:
@@ -501,7 +513,7 @@ class ChainSampler(BaseSampler):
 
         self.schedulers["step_size"] = ConstantScheduler(step_size)
         out = self._run(st, self._schedules(st.step, 1), 0, 1, 1, False, False, False)[0]
-        return float(np.mean(out["alpha"]))
+        return float(out["alpha"].mean())
 
     def _trial(self, st, step_size):
         """Mean one-step acceptance at ``step_size``, leaving the chains where they were."""
@@ -545,7 +557,7 @@ class ChainSampler(BaseSampler):
                 estimate = Welford(st.x.shape[1], dense=adapt == "dense")
             runner.set_step_size(i, self._step_arrays(np.array([averaging.step_size])))
             runner(i, i + 1, burn_in, 1)
-            averaging.update(float(np.mean(out["alpha"])))
+            averaging.update(float(out["alpha"].mean()))
             if estimate is not None:
                 estimate.update(st.x)
             if i + 1 in ends:
@@ -562,33 +574,36 @@ class ChainSampler(BaseSampler):
     # ------------------------------------------------------------------ running
     def _runner(self, st, sched, n_kept, want_traj, want_diag):
         """The runner of a run from ``st`` keeping ``n_kept`` steps, and the output arrays
-        it fills."""
+        it fills (on the sampler's device)."""
         n, d = st.x.shape
         dtype = st.x.dtype
         fused = self.energy.is_compiled
-        rows = _rows_per_block(n) if fused else n
+        cuda = self.backend.name == "cuda"
+        # The CUDA kernels have no blocks: their moments come from the kept states.
+        rows = _rows_per_block(n) if fused and not cuda else n
         n_blocks = -(-n // rows)
-        out = {
-            "traj": np.empty((n, n_kept, d) if want_traj else (0, 0, 0), dtype),
-            "energy": np.empty((n, n_kept) if want_diag else (0, 0), dtype),
-            "grad_norm": np.empty((n, n_kept) if want_diag else (0, 0), np.float64),
-            "accepted": np.zeros((n, n_kept) if want_diag else (0, 0), np.uint8),
-            "moments": np.zeros((n_blocks, n_kept, 3, d) if want_diag else (0, 0, 3, d),
-                                np.float64),
-            "divergences": np.zeros(n, np.int64),
-            "n_accepted": np.zeros(n, np.int64),
-            "alpha": np.zeros(n, np.float64),  # acceptance probability of the last step
-        }
+        with self.backend.context():
+            xp = self.backend.xp
+            out = {
+                "traj": xp.empty((n, n_kept, d) if want_traj else (0, 0, 0), dtype),
+                "energy": xp.empty((n, n_kept) if want_diag else (0, 0), dtype),
+                "grad_norm": xp.empty((n, n_kept) if want_diag else (0, 0), np.float64),
+                "accepted": xp.zeros((n, n_kept) if want_diag else (0, 0), np.uint8),
+                "divergences": xp.zeros(n, np.int64),
+                "n_accepted": xp.zeros(n, np.int64),
+                "alpha": xp.zeros(n, np.float64),  # acceptance probability of the last step
+            }
+            if fused and cuda:
+                out["mean"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
+                out["var"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
+            else:
+                out["moments"] = xp.zeros(
+                    (n_blocks, n_kept, 3, d) if want_diag else (0, 0, 3, d), np.float64)
         out["rows"] = rows
-        xp = getattr(self, "_cuda_xp", None)
-        if xp is not None and fused:
-            # The CUDA kernels (under Numba's simulator NumPy stands in for CuPy).
+        if fused and cuda:
             from ._cuda import CudaRunner
 
-            if want_diag and not want_traj:
-                raise NotImplementedError(
-                    "diagnostics of a CUDA run need return_trajectory=True in this version")
-            runner = CudaRunner(self, st, sched, out, xp)
+            runner = CudaRunner(self, st, sched, out, self.backend)
         elif fused:
             runner = _FusedRunner(self, st, sched, out, rows)
         else:
@@ -632,20 +647,22 @@ class ChainSampler(BaseSampler):
         if not want_diag:
             return samples
         kept = burn_in + thin * np.arange(1, n_kept + 1) - 1
-        if getattr(self, "_cuda_xp", None) is not None and self.energy.is_compiled:
-            from ._cuda import block_moments
-
-            out["moments"] = block_moments(out["traj"], out["rows"])
-        counts = np.diff(np.append(np.arange(0, st.x.shape[0], out["rows"]), st.x.shape[0]))
-        mean, var = _combine_moments(out["moments"], counts)
+        xp = array_namespace(st.x)
+        if "moments" in out:
+            counts = np.diff(np.append(np.arange(0, st.x.shape[0], out["rows"]),
+                                       st.x.shape[0]))
+            mean, var = _combine_moments(to_numpy(out["moments"]), counts)
+            mean, var = self._on_device(mean), self._on_device(var)
+        else:
+            mean, var = out["mean"], out["var"]
         accepted = out["accepted"].T.astype(bool)
         diag = Diagnostics(
-            energy=np.ascontiguousarray(out["energy"].T),
-            acceptance_rate=accepted.mean(axis=1) if n_kept else np.zeros(0),
+            energy=xp.ascontiguousarray(out["energy"].T),
+            acceptance_rate=accepted.mean(axis=1) if n_kept else xp.zeros(0),
             mean=mean.astype(st.x.dtype),
             var=var.astype(st.x.dtype),
-            grad_norm=np.ascontiguousarray(out["grad_norm"].T),
-            step_size=sched["step_size"][kept],
+            grad_norm=xp.ascontiguousarray(out["grad_norm"].T),
+            step_size=self._on_device(sched["step_size"][kept]),
             divergences=out["divergences"],
             accepted=accepted,
             n_accepted=out["n_accepted"],
@@ -656,7 +673,7 @@ class ChainSampler(BaseSampler):
         if adapt is not None:
             extra["adapted_step_size"] = np.float64(self._constant_step_size())
             if adapt != "step_size":
-                extra["adapted_mass"] = np.array(self.mass)
+                extra["adapted_mass"] = self._on_device(np.array(self.mass))
         if extra:
             diag = Diagnostics(**diag, **extra)
         return samples, diag
@@ -775,7 +792,11 @@ class _VectorRunner:
         st, out = self.st, self.out
         if self.e is None:
             self.e, self.g = self.sampler._evaluate(self.x)
-        streams = _Streams(_philox, st.key, st.chain_offset, st.pos)
+        if self.sampler.backend.name == "cuda":
+            from . import _cuda as fills
+        else:
+            fills = _philox
+        streams = _Streams(fills, st.key, st.chain_offset, st.pos)
         for s in range(s0, s1):
             accepted, diverged, alpha = self.sampler._vector_step(self, s, self.sched, streams)
             out["alpha"][:] = alpha
@@ -793,7 +814,7 @@ class _VectorRunner:
         if out["energy"].shape[0]:
             out["energy"][:, k] = self.e
             g = self.g.astype(np.float64)
-            out["grad_norm"][:, k] = np.sqrt(np.einsum("ij,ij->i", g, g))
+            out["grad_norm"][:, k] = (g * g).sum(axis=1) ** 0.5
             out["accepted"][:, k] = accepted
             x = self.x.astype(np.float64)
             shift = x[0]
@@ -813,22 +834,27 @@ class _VectorRunner:
 
 class _Streams:
     """The chains' noise streams for the vectorised path: draws per step, in the same
-    per-chain order as the compiled kernels, so both paths see the same numbers."""
+    per-chain order as the compiled kernels, so both paths see the same numbers.
 
-    def __init__(self, philox, key, chain_offset, pos):
-        self._philox = philox
+    ``fills`` provides ``fill_normal`` / ``fill_uniform`` over arrays of its device:
+    ``npebm._philox`` on the CPU, the CUDA kernels of ``npebm.samplers._cuda`` on a GPU.
+    """
+
+    def __init__(self, fills, key, chain_offset, pos):
+        self._fills = fills
         self.k0, self.k1 = np.uint32(key[0]), np.uint32(key[1])
         self.chain_offset = chain_offset
         self.pos = pos  # advanced in place
+        self.xp = array_namespace(pos)
 
     def normal(self, n, d, dtype):
-        out = np.empty((n, d), dtype)
-        self._philox.fill_normal(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
+        out = self.xp.empty((n, d), dtype)
+        self._fills.fill_normal(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
         return out
 
     def uniform(self, n, dtype):
-        out = np.empty((n, 1), dtype)
-        self._philox.fill_uniform(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
+        out = self.xp.empty((n, 1), dtype)
+        self._fills.fill_uniform(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
         return out[:, 0]
 
 

@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from ..backend import to_numpy
 from .base import (DIVERGENCE_THRESHOLD, ChainSampler, check_int, check_probability,
                    schedule_values)
 
@@ -341,10 +342,23 @@ class HamiltonianMonteCarlo(ChainSampler):
         return state
 
     def set_state(self, state):
-        super().set_state(state)
         mass = state.get("mass") if hasattr(state, "get") else None
-        if mass is not None and np.all(np.isfinite(mass)):
-            self._set_mass(np.asarray(mass))
+        if mass is not None:
+            # Checked before anything changes: a bad mass leaves the sampler as it was.
+            mass = np.asarray(to_numpy(mass), np.float64)
+            identity = mass.ndim == 0 and np.isnan(mass)  # get_state's mark of mass=None
+            if not identity:
+                try:
+                    _check_mass(mass)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"state['mass']: {exc}") from None
+                dim = np.shape(state["x"])[-1] if "x" in state else None
+                if mass.ndim and dim is not None and mass.shape[0] != dim:
+                    raise ValueError(f"state['mass'] has dim {mass.shape[0]} but state['x'] "
+                                     f"has dim {dim}")
+        super().set_state(state)
+        if mass is not None:
+            self._set_mass(None if identity else mass)
 
     def _schedules(self, start, n):
         return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
@@ -390,9 +404,8 @@ class HamiltonianMonteCarlo(ChainSampler):
         n, d = x.shape
         dtype = x.dtype
         t = dtype.type
-        kind, sqrt_m, minv_diag, chol, minv = self._mass_arrays(d)
-        sqrt_m, minv_diag = sqrt_m.astype(dtype), minv_diag.astype(dtype)
-        chol, minv = chol.astype(dtype), minv.astype(dtype)
+        kind, sqrt_m, minv_diag, chol, minv = (self._on_device(a.astype(dtype)) if i else a
+                                               for i, a in enumerate(self._mass_arrays(d)))
         h, hh = t(sched["step_size"][s]), t(sched["half"][s])
         z = streams.normal(n, d, dtype)
         u = streams.uniform(n, dtype)
