@@ -85,12 +85,13 @@ import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from _harness import Child, thread_env  # benchmarks/ is sys.path[0]
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, REPO)
@@ -846,42 +847,6 @@ def worker_main(name, threads):
 # ---------------------------------------------------------------------------------
 # Parent: drives the workers in interleaved rounds, prints the table
 
-class Child:
-    def __init__(self, name, python, threads):
-        self.name = name
-        env = dict(os.environ)
-        t = str(threads)
-        env.update(NUMBA_NUM_THREADS=t, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t,
-                   OPENBLAS_NUM_THREADS=t, JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={t}")
-        self.proc = subprocess.Popen(
-            [python, os.path.abspath(__file__), "--worker", name, "--threads", t],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1)
-        self.hello = self._read()
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            return {"ok": False, "reason": f"worker exited (code {self.proc.wait()})"}
-        return json.loads(line)
-
-    def ask(self, **msg):
-        try:
-            self.proc.stdin.write(json.dumps(msg) + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return {"ok": False, "reason": "worker died"}
-        return self._read()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.ask(op="quit")
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def machine_lines(threads):
     cpu = "?"
     try:
@@ -933,7 +898,8 @@ def main(argv=None):
     tmpdir = tempfile.mkdtemp(prefix="bench_samplers_")
     children, skipped = {}, []
     for name in names:
-        child = Child(name, args.peer_python if name in PEERS else args.python, args.threads)
+        child = Child(__file__, name, args.peer_python if name in PEERS else args.python,
+                      ["--threads", str(args.threads)], thread_env(args.threads))
         if child.hello.get("ok"):
             children[name] = child
             vs = ", ".join(f"{k} {v}" for k, v in child.hello["versions"].items())
