@@ -1,8 +1,10 @@
-"""Energies with explicit gradients: the base classes and the built-ins.
+"""Energies with explicit gradients: the base classes, the built-ins, and trainable
+NumPy energies (``ParametricEnergy``, ``MLPEnergy``).
 
 TorchEBM's ``*Model`` names are accepted as aliases of the ``*Energy`` classes.
 """
 from .base import CompiledEnergy, Energy
+from .parametric import MLPEnergy, ParametricEnergy
 from .builtin import (
     AckleyEnergy,
     BoothEnergy,
@@ -44,6 +46,8 @@ StyblinskiTangModel = StyblinskiTangEnergy
 __all__ = [
     "Energy",
     "CompiledEnergy",
+    "ParametricEnergy",
+    "MLPEnergy",
     "BUILTINS",
     *(cls.__name__ for cls in BUILTINS.values()),
     *(cls.__name__.replace("Energy", "Model") for cls in BUILTINS.values()),
