@@ -19,3 +19,11 @@ def test_readme_shows_the_two_commands_ci_runs():
     assert "npebm demo" in text
     command = 'pip install -e ".[test]" && python -m pytest'
     assert command in text and command in ci
+
+
+def test_readme_images_exist():
+    text = README.read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert images, "the README should show the gallery"
+    for path in images:
+        assert (README.parent / path).is_file(), path
