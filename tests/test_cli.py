@@ -1,9 +1,58 @@
-"""The ``npebm`` command: the demo samples and reports; bad arguments exit 2."""
+"""The ``npebm`` command: each subcommand, each error path, checkpoints that survive a kill.
+
+Most tests run the command as users do, ``python -m npebm ...`` in a subprocess (which
+inherits the test session's throwaway NUMBA_CACHE_DIR, so kernels compile once).  The
+energies are few on purpose: the Gaussian mixture the demo compiles for all three
+samplers, and the Gaussian, so that the whole file compiles few kernels.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
 import numpy as np
 import pytest
 
-from npebm.__main__ import main
+import npebm.io
+from npebm.__main__ import _bench_script, main
 
+MIXTURE = ["--energy", "GaussianMixtureModel", "--param", "means=[[-2,0],[2,0]]",
+           "covs_or_scales=0.7", "weights=[1,3]"]
+
+
+def npebm_cli(*args, cwd=None, timeout=300):
+    """Run ``python -m npebm args`` and return the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, "-m", "npebm", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def load(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def assert_same_files(a, b):
+    a, b = load(a), load(b)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def assert_one_line_error(proc, *words):
+    """Exit status 2, no traceback, one line on stderr naming what was wrong."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("npebm") and "error" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+# --------------------------------------------------------------------------- demo
 
 def test_demo_samples_and_writes_results(tmp_path, capsys):
     out = tmp_path / "demo.npz"
@@ -16,13 +65,340 @@ def test_demo_samples_and_writes_results(tmp_path, capsys):
         for name in ("langevin", "mala", "hmc"):
             assert data[name].shape == (300, 2) and np.isfinite(data[name]).all()
         assert data["grid_energy"].shape == (11, 11)
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "demo.png"  # by default: --out with .png
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure.unlink()
+    assert main(["demo", "--n-samples", "50", "--n-steps", "10", "--grid", "5",
+                 "--out", str(out), "--no-plot"]) == 0
+    assert not figure.exists()
 
 
 @pytest.mark.parametrize("argv", [["demo", "--n-samples", "0"], ["demo", "--seed", "-1"],
-                                  ["demo", "--n-steps", "many"], ["nope"]])
+                                  ["demo", "--n-steps", "many"], ["nope"],
+                                  ["sample", "--sampler", "gibbs"],
+                                  ["sample", "--n-steps", "0"],
+                                  ["sample", "--step-size", "nan"],
+                                  ["bench", "--quick", "--full"],
+                                  ["info", "--verbose"]])
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
     assert err[-1].startswith("npebm") and "error" in err[-1]
+
+
+# --------------------------------------------------------------------------- startup
+
+@pytest.mark.parametrize("argv", [["--help"], ["sample", "--help"], ["--version"]])
+def test_help_imports_nothing_heavy(argv):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "npebm", *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0]
+                for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "npebm" in imported
+    heavy = {"numba", "scipy", "torch", "matplotlib", "dask", "cupy", "tqdm"} & imported
+    assert not heavy, f"{argv} imported {heavy}"
+    if argv == ["sample", "--help"]:
+        for word in ("--checkpoint-every", "--resume", "gaussian_mixture", "barrier_height"):
+            assert word in proc.stdout
+
+
+# --------------------------------------------------------------------------- sample
+
+@pytest.mark.parametrize("sampler, extra", [
+    ("langevin", ["--step-size", "0.02", "--noise-scale", "1.0"]),
+    ("mala", ["--step-size", "0.1", "--dtype", "float64"]),
+    ("hmc", ["--step-size", "0.2", "--n-leapfrog", "5", "--mass", "[1.0, 2.0]",
+             "--progress"]),
+])
+def test_sample_each_sampler(tmp_path, sampler, extra):
+    out = tmp_path / "s.npz"
+    proc = npebm_cli("sample", *MIXTURE, "--sampler", sampler, "--n-samples", 200,
+                     "--n-steps", 40, "--burn-in", 10, "--seed", 3, "--out", out, *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "GaussianMixtureEnergy" in proc.stdout and f"wrote {out}" in proc.stdout
+    data = load(out)
+    assert sorted(data) == ["samples", "settings"]
+    dtype = np.float32 if "float32" in extra else np.float64
+    assert data["samples"].shape == (200, 2) and data["samples"].dtype == dtype
+    assert np.isfinite(data["samples"]).all()
+    settings = json.loads(str(data["settings"]))
+    assert settings["energy"] == "gaussian_mixture" and settings["sampler"] == sampler
+    assert settings["params"] == {"means": [[-2, 0], [2, 0]], "covs_or_scales": 0.7,
+                                  "weights": [1, 3]}
+    assert (settings["n_samples"], settings["n_steps"], settings["seed"]) == (200, 40, 3)
+    if sampler == "hmc":
+        assert settings["mass"] == [1.0, 2.0] and settings["n_leapfrog"] == 5
+        assert "%" in proc.stderr  # --progress
+
+
+def test_sample_gaussian_by_torchebm_name_in_three_dimensions(tmp_path):
+    out = tmp_path / "g.npz"
+    proc = npebm_cli("sample", "--energy", "GaussianModel", "--param", "mean=[1,-1,0.5]",
+                     "--param", "cov=[[1,0.5,0],[0.5,2,0],[0,0,0.5]]", "--sampler",
+                     "langevin", "--step-size", "0.05", "--n-samples", 400, "--n-steps", 300,
+                     "--seed", 1, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    x = load(out)["samples"]
+    assert x.shape == (400, 3)
+    # Loose: 400 chains after 300 steps of step 0.05 (about 15 time units) are near
+    # the target; the statistical tests live in test_sampler_statistics.py.
+    np.testing.assert_allclose(x.mean(axis=0), [1.0, -1.0, 0.5], atol=0.35)
+    # The same run again: the seed fixes every bit.
+    again = tmp_path / "again.npz"
+    proc = npebm_cli("sample", "--energy", "gaussian", "--param", "mean=[1,-1,0.5]",
+                     "--param", "cov=[[1,0.5,0],[0.5,2,0],[0,0,0.5]]", "--sampler",
+                     "LangevinDynamics", "--step-size", "0.05", "--n-samples", 400,
+                     "--n-steps", 300, "--seed", 1, "--out", again)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(load(again)["samples"], x)
+
+
+def test_sample_trajectory_diagnostics_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out, png = tmp_path / "t.npz", tmp_path / "t.png"
+    proc = npebm_cli("sample", *MIXTURE, "--sampler", "hmc", "--step-size", "0.3",
+                     "--n-samples", 64, "--n-steps", 50, "--thin", 5, "--burn-in", 20,
+                     "--trajectory", "--diagnostics", "--seed", 7, "--out", out,
+                     "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    data = load(out)
+    n, kept = 64, 50 // 5
+    assert data["samples"].shape == (n, kept, 2)
+    assert data["diag_energy"].shape == (kept, n)
+    assert data["diag_grad_norm"].shape == (kept, n)
+    assert data["diag_mean"].shape == data["diag_var"].shape == (kept, 2)
+    assert data["diag_step_size"].shape == (kept,)
+    np.testing.assert_array_equal(data["diag_step_size"], 0.3)
+    rate = data["diag_acceptance_rate"]
+    assert rate.shape == (kept,) and np.all((rate >= 0) & (rate <= 1))
+    assert data["diag_divergences"].shape == (n,)
+    # the per-step moments are those of the kept states
+    np.testing.assert_allclose(data["diag_mean"], data["samples"].mean(axis=0), rtol=1e-12,
+                               atol=1e-12)
+    assert "acceptance rate" in proc.stdout
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("args, words", [
+    (["--energy", "nope"], ["unknown energy 'nope'", "gaussian_mixture", "double_well"]),
+    (["--energy", "gaussian", "--param", "foo=1"],
+     ["unknown parameter 'foo'", "mean, cov"]),
+    (["--energy", "double_well", "--param", "barrier_height=[1,"],
+     ["--param barrier_height", "cannot read"]),
+    (["--energy", "double_well", "--param", "barrier_height"], ["NAME=VALUE"]),
+    (["--energy", "double_well", "--param", "b='far'"], ["--param b", "cannot read"]),
+    (["--energy", "double_well", "--param", "barrier_height=-1"], ["barrier_height"]),
+    (["--energy", "gaussian", "--param", "cov=[[1,2],[2,1]]"], ["cov", "positive definite"]),
+    (["--energy", "gaussian_mixture"], ["needs --param means"]),
+    (["--energy", "himmelblau", "--dim", "3"], ["--dim 3", "himmelblau"]),
+    (["--energy", "gaussian", "--sampler", "gibbs"], ["unknown sampler 'gibbs'"]),
+    (["--energy", "gaussian", "--n-steps", "0"], ["--n-steps"]),
+    (["--energy", "gaussian", "--n-samples", "-3"], ["--n-samples"]),
+    (["--energy", "gaussian", "--checkpoint-every", "10"],
+     ["--checkpoint-every needs --checkpoint"]),
+    (["--energy", "gaussian", "--checkpoint", "ck.npz"], ["--checkpoint-every"]),
+    (["--energy", "gaussian", "--checkpoint", "ck.npz", "--checkpoint-every", "3",
+      "--thin", "2", "--trajectory"], ["multiple of --thin"]),
+    (["--energy", "gaussian", "--n-leapfrog", "4"], ["--n-leapfrog", "hmc"]),
+    (["--energy", "gaussian", "--adapt", "step_size"], ["--adapt", "Langevin"]),
+    (["--energy", "gaussian", "--device", "tpu"], ["device"]),
+    (["--energy", "gaussian", "--out", "no/such/dir/x.npz"], ["does not exist"]),
+    (["--resume", "missing.npz"], ["no such checkpoint"]),
+    (["--energy", "gaussian", "--sampler", None, "--n-steps", None],
+     ["required", "--sampler", "--n-steps"]),
+])
+def test_sample_errors_are_one_line_exit_2(tmp_path, args, words):
+    """Each bad argument of ``sample``; the others valid (a flag given None is left out)."""
+    defaults = ["--sampler", "langevin", "--n-samples", "4", "--n-steps", "4",
+                "--out", "x.npz"]
+    if "--resume" not in args:
+        args = args + [a for flag, value in zip(defaults[::2], defaults[1::2])
+                       if flag not in args for a in (flag, value)]
+    args = [a for a, b in zip(args, args[1:] + [""]) if a is not None and b is not None]
+    proc = npebm_cli("sample", *args, cwd=tmp_path)
+    assert_one_line_error(proc, *words)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_parameters_are_never_evaluated(tmp_path):
+    proc = npebm_cli("sample", "--energy", "harmonic", "--param",
+                     "k=__import__('pathlib').Path('pwned').touch()", "--sampler", "mala",
+                     "--n-samples", 2, "--n-steps", 2, "--out", "x.npz", cwd=tmp_path)
+    assert_one_line_error(proc, "--param k", "cannot read")
+    assert not (tmp_path / "pwned").exists()
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _read_done(path):
+    """Steps recorded in a checkpoint, or None while it is missing (never half-read)."""
+    try:
+        return int(npebm.io.load_state(path)["cli_done"])
+    except FileNotFoundError:
+        return None
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    # Long enough (a few seconds) to be killed between checkpoints; Langevin on a
+    # Gaussian is the cheapest step there is.
+    every, burn_in, n_steps = 2000, 1000, 24000
+    run = ["sample", "--energy", "gaussian", "--sampler", "langevin", "--step-size", "0.01",
+           "--n-samples", 2000, "--n-steps", n_steps, "--burn-in", burn_in,
+           "--thin", every, "--trajectory", "--diagnostics", "--seed", 11]
+    plain = tmp_path / "plain.npz"
+    proc = npebm_cli(*run, "--out", plain)
+    assert proc.returncode == 0, proc.stderr
+
+    ck, out = tmp_path / "ck.npz", tmp_path / "resumed.npz"
+    child = subprocess.Popen([sys.executable, "-m", "npebm", *map(str, run), "--out",
+                              str(out), "--checkpoint", str(ck), "--checkpoint-every",
+                              str(every)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        seen = set()
+        # Wait until the checkpoint exists and has been rewritten at least once.
+        while child.poll() is None and time.monotonic() < deadline:
+            done = _read_done(ck)
+            if done is not None:
+                seen.add(done)
+            if len(seen) >= 2:
+                break
+            time.sleep(0.005)
+        assert child.poll() is None, "the run ended before it could be killed"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert not out.exists()
+    done = _read_done(ck)
+    assert burn_in + every <= done < burn_in + n_steps
+
+    proc = npebm_cli("sample", "--resume", ck)  # --out and the rest from the checkpoint
+    assert proc.returncode == 0, proc.stderr
+    assert f"at step {done} of {burn_in + n_steps}" in proc.stdout
+    assert_same_files(plain, out)
+    assert _read_done(ck) == burn_in + n_steps
+
+
+def test_interrupted_run_with_adaptation_resumes(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the second checkpoint (HMC adapting a diagonal mass in burn-in),
+    then --resume: the adapted step size and mass come back from the checkpoint."""
+    run = ["sample", *MIXTURE, "--sampler", "hmc", "--adapt", "diag", "--burn-in", "150",
+           "--n-samples", "40", "--n-steps", "90", "--thin", "3", "--trajectory",
+           "--diagnostics", "--seed", "5"]
+    plain = tmp_path / "plain.npz"
+    assert main([*run, "--out", str(plain)]) == 0
+
+    ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
+    real_save, saves = npebm.io.save_state, []
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        saves.append(int(state["cli_done"]))
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    with pytest.raises(SystemExit) as info:
+        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "30"])
+    assert info.value.code == 130
+    assert "--resume" in capsys.readouterr().err
+    assert saves == [150 + 30, 150 + 60] and not out.exists()
+    monkeypatch.setattr(npebm.io, "save_state", real_save)
+
+    # Settings given again must agree with the checkpoint's.
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "--resume", str(ck), "--n-steps", "91"])
+    assert info.value.code == 2
+    assert "--n-steps 91 differs" in capsys.readouterr().err
+
+    assert main(["sample", "--resume", str(ck)]) == 0
+    assert "at step 210 of 240" in capsys.readouterr().out
+    assert_same_files(plain, out)
+    data = load(out)
+    assert data["diag_adapted_mass"].shape == (2,)
+    assert data["samples"].shape == (40, 30, 2)
+    # Resuming a finished run writes the same result again.
+    again = tmp_path / "again.npz"
+    assert main(["sample", "--resume", str(ck), "--out", str(again), *run[1:9]]) == 0
+    assert_same_files(plain, again)
+
+
+def test_damaged_checkpoint_is_refused(tmp_path, capsys):
+    ck = tmp_path / "ck.npz"
+    assert main(["sample", *MIXTURE, "--sampler", "langevin", "--step-size", "0.02",
+                 "--n-samples", "8", "--n-steps", "20", "--seed", "2", "--out",
+                 str(tmp_path / "x.npz"), "--checkpoint", str(ck),
+                 "--checkpoint-every", "10"]) == 0
+    blob = ck.read_bytes()
+    for size in (0, 100, len(blob) // 2, len(blob) - 1):
+        bad = tmp_path / f"bad{size}.npz"
+        bad.write_bytes(blob[:size])
+        with pytest.raises(SystemExit) as info:
+            main(["sample", "--resume", str(bad), "--out", str(tmp_path / "y.npz")])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a complete npebm checkpoint" in err[0], err
+    assert not (tmp_path / "y.npz").exists()
+    # A valid archive whose chains were altered (a bit flipped in x, the zip's own CRC
+    # recomputed): npebm's checksum catches it.
+    with zipfile.ZipFile(ck) as src, zipfile.ZipFile(tmp_path / "flipped.npz", "w") as dst:
+        for item in src.infolist():
+            data = bytearray(src.read(item))
+            if item.filename == "x.npy":
+                data[-1] ^= 0x01
+            dst.writestr(item, bytes(data))
+    proc = npebm_cli("sample", "--resume", tmp_path / "flipped.npz")
+    assert_one_line_error(proc, "flipped.npz", "checksum mismatch")
+    # A checkpoint saved by the library, not by `npebm sample`: refused, said why.
+    plain_state = tmp_path / "state.npz"
+    npebm.io.save_state(plain_state, {k: v for k, v in npebm.io.load_state(ck).items()
+                                      if not k.startswith("cli_")})
+    proc = npebm_cli("sample", "--resume", plain_state)
+    assert_one_line_error(proc, "not one written by `npebm sample --checkpoint`")
+
+
+# --------------------------------------------------------------------------- info, bench
+
+def test_info_reports_versions_threads_cache_and_devices():
+    proc = npebm_cli("info")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for word in ("npebm", "python", "numpy", "numba", "CPUs", "threads",
+                 "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "threading layer in use",
+                 "NUMBA_CACHE_DIR", "optional packages", "cupy", "numba-cuda", "torch",
+                 "matplotlib", "dask", "tqdm", "devices", "cuda", "CUDA simulator"):
+        assert word in text, word
+    assert os.environ["NUMBA_CACHE_DIR"] in text
+
+
+def test_bench_runs_the_suite_quickly(monkeypatch, capsys):
+    script = _bench_script()
+    assert script is not None and script.name == "bench_samplers.py"
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert main(["bench"]) == 0
+    assert calls == [[sys.executable, str(script), "--contenders", "limit,npebm",
+                      "--workloads", "W1,W2", "--quick"]]
+
+
+def test_bench_builtin_timing():
+    proc = npebm_cli("bench", "--builtin", "--dtype", "float64", "--chains", 16,
+                     "--steps", 10)
+    assert proc.returncode == 0, proc.stderr
+    for word in ("langevin", "mala", "hmc", "chain-steps/s"):
+        assert word in proc.stdout
+    rates = [float(line.split()[-1]) for line in proc.stdout.splitlines()
+             if line.split() and line.split()[0] in ("langevin", "mala", "hmc")]
+    assert len(rates) == 3 and all(r > 0 for r in rates)
