@@ -9,8 +9,8 @@ import importlib
 from ._version import __version__
 from .backend import get_backend, to_numpy
 
-_SUBMODULES = ("backend", "datasets", "diagnostics", "energies", "io", "plotting", "random",
-               "samplers", "schedulers")
+_SUBMODULES = ("backend", "datasets", "diagnostics", "distributed", "energies", "io",
+               "plotting", "random", "samplers", "schedulers")
 
 __all__ = ["__version__", "get_backend", "to_numpy", *_SUBMODULES]
 

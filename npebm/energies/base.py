@@ -203,6 +203,13 @@ class CompiledEnergy(Energy):
         self.dim = dim
         self._compiled = {}
 
+    def __getstate__(self):
+        # Compiled code is per process (Numba cfuncs do not pickle): a copy sent to
+        # another process, a Dask worker say, compiles again there on first use.
+        state = self.__dict__.copy()
+        state["_compiled"] = {}
+        return state
+
     @staticmethod
     def _check_params(params):
         if not isinstance(params, tuple):

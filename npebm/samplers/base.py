@@ -580,7 +580,10 @@ class ChainSampler(BaseSampler):
         fused = self.energy.is_compiled
         cuda = self.backend.name == "cuda"
         # The CUDA kernels have no blocks: their moments come from the kept states.
-        rows = _rows_per_block(n) if fused and not cuda else n
+        # A shard of a distributed run uses the whole run's blocks (_shard_rows), so its
+        # per-block moments are the whole run's and combine to the same bits.
+        rows = (getattr(self, "_shard_rows", None) or _rows_per_block(n)) \
+            if fused and not cuda else n
         n_blocks = -(-n // rows)
         with self.backend.context():
             xp = self.backend.xp
@@ -670,6 +673,10 @@ class ChainSampler(BaseSampler):
         extra = {}
         if want_traj:
             extra["trajectory"] = out["traj"]  # the same array, not a copy
+        if getattr(self, "_shard_rows", None):
+            # Raw per-block sums for npebm.distributed to combine across shards.
+            extra["_moments"] = out["moments"] if "moments" in out else None
+            extra["_rows"] = out["rows"]
         if adapt is not None:
             extra["adapted_step_size"] = np.float64(self._constant_step_size())
             if adapt != "step_size":
