@@ -3,8 +3,9 @@
 npebm's kernels are serial ``nogil`` functions ``kernel(b0, b1, *args)`` over a range of
 blocks of chains.  Contiguous ranges go to a pool of Python threads, as many as
 ``numba.get_num_threads()`` (so ``NUMBA_NUM_THREADS`` and ``numba.set_num_threads``
-apply).  A ``prange`` kernel did the same work but took 2.5-4x longer to compile, and
-kernels are compiled once per energy type and dtype.  Which thread runs which block
+apply), read without starting Numba's own threading layer.  A ``prange`` kernel did
+the same work but took 2.5-4x longer to compile, and kernels are compiled once per
+energy type and dtype.  Which thread runs which block
 never changes a result: every chain has its own random stream.
 """
 import threading
@@ -25,15 +26,27 @@ def _pool(n_threads):
         return _POOL
 
 
+def _n_threads():
+    """``numba.get_num_threads()`` without starting Numba's threading layer.
+
+    Our kernels never need that layer, and starting it initialises OpenMP (the "omp"
+    layer), which other OpenMP users in the process, such as torch's thread pool, share.
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", True):
+        return numba.get_num_threads()  # set_num_threads may have changed it
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def run_blocks(kernel, n_blocks, *args):
     """Run ``kernel(b0, b1, *args)`` over blocks ``0 .. n_blocks - 1``.
 
     Ctrl-C while waiting lets every range finish before the interrupt propagates, so the
     arrays the kernel writes are consistent when the caller handles it.
     """
-    import numba
-
-    n_threads = min(numba.get_num_threads(), n_blocks)
+    n_threads = min(_n_threads(), n_blocks)
     if n_threads <= 1:
         kernel(np.int64(0), np.int64(n_blocks), *args)
         return
