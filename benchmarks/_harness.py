@@ -5,9 +5,27 @@ JAX, Numba, CuPy) never meet and memory is measured per contender.  The child is
 benchmark script itself run with ``--worker NAME``: it prints one JSON line on start (its
 "hello") and answers each JSON request line with one JSON line.
 """
+import datetime
 import json
 import os
+import platform
 import subprocess
+
+
+def machine_lines(threads):
+    """Lines naming the date, the machine (CPU model, cores, memory, OS) and the threads."""
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return [f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+            f"machine: {cpu}, {os.cpu_count()} logical CPUs "
+            f"({len(os.sched_getaffinity(0))} usable), {mem_gb:.0f} GiB, "
+            f"{platform.system()} {platform.release()}",
+            f"python: {platform.python_version()}; threads per contender: {threads}"]
 
 
 def thread_env(threads):

@@ -59,10 +59,8 @@ skipped with the reason when they cannot be imported; the default child interpre
         [--threads 2] [--blackjax-adapt vmap|map] [--python /tmp/benchvenv/bin/python]
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -70,7 +68,7 @@ import time
 
 import numpy as np
 
-from _harness import Child, thread_env  # benchmarks/ is sys.path[0]
+from _harness import Child, machine_lines, thread_env  # benchmarks/ is sys.path[0]
 
 CONTENDERS = ("npebm-diag", "npebm-dense", "blackjax-diag", "blackjax-dense")
 TARGETS = ("gauss100", "linreg16")
@@ -266,19 +264,6 @@ def worker_main(name, threads, batch):
 
 # ---------------------------------------------------------------------------------
 # Parent
-
-def machine_lines(threads):
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return [f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-            f"machine: {cpu}, {os.cpu_count()} logical CPUs "
-            f"({len(os.sched_getaffinity(0))} usable), {platform.system()} {platform.release()}",
-            f"python (parent): {platform.python_version()}; threads per contender: {threads}"]
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

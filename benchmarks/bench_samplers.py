@@ -77,11 +77,9 @@ The peers live in their own venv (torch pinned to its CPU wheel)::
     /tmp/benchvenv/bin/pip install torchebm jax jaxlib blackjax
 """
 import argparse
-import datetime
 import gc
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -91,7 +89,7 @@ import time
 
 import numpy as np
 
-from _harness import Child, thread_env  # benchmarks/ is sys.path[0]
+from _harness import Child, machine_lines, thread_env  # benchmarks/ is sys.path[0]
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, REPO)
@@ -846,24 +844,6 @@ def worker_main(name, threads):
 
 # ---------------------------------------------------------------------------------
 # Parent: drives the workers in interleaved rounds, prints the table
-
-def machine_lines(threads):
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        cpu = platform.processor() or "?"
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return [f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-            f"machine: {cpu}, {os.cpu_count()} logical CPUs "
-            f"({len(os.sched_getaffinity(0))} usable), {mem_gb:.0f} GiB, "
-            f"{platform.system()} {platform.release()}",
-            f"python: {platform.python_version()}; threads per contender: {threads}"]
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

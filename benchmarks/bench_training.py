@@ -82,12 +82,10 @@ Run (the TorchEBM peer lives in its own venv; a missing one is skipped with its 
         [--json results.json]
 """
 import argparse
-import datetime
 import gc
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -96,7 +94,7 @@ import time
 
 import numpy as np
 
-from _harness import Child, thread_env  # benchmarks/ is sys.path[0]
+from _harness import Child, machine_lines, thread_env  # benchmarks/ is sys.path[0]
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, REPO)
@@ -433,24 +431,6 @@ def worker_main(name, threads, data_path):
 
 # ---------------------------------------------------------------------------------
 # Parent: drives the workers in interleaved rounds, prints the tables
-
-def machine_lines(threads):
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        cpu = platform.processor() or "?"
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return [f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-            f"machine: {cpu}, {os.cpu_count()} logical CPUs "
-            f"({len(os.sched_getaffinity(0))} usable), {mem_gb:.0f} GiB, "
-            f"{platform.system()} {platform.release()}",
-            f"python: {platform.python_version()}; threads per contender: {threads}"]
-
 
 def make_data(name, path):
     from npebm import datasets
