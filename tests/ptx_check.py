@@ -19,6 +19,8 @@ from numba import cuda
 from npebm.energies import CompiledEnergy, DoubleWellEnergy, GaussianEnergy
 from npebm.samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics, _cuda
 
+from cuda_sim_check import quartic  # tests/ is sys.path[0]; the simulator check's energy
+
 
 class _HostStandIn:
     """A CUDA backend whose arrays are NumPy's: enough to build real launch arguments."""
@@ -44,15 +46,6 @@ class _Capture:
 
     def __getitem__(self, config):
         return lambda *args: self.launches.append(args)
-
-
-def quartic(x, grad, params):
-    (scale,) = params
-    e = 0.0
-    for i in range(x.shape[0]):
-        e += scale * x[i] ** 4 + 0.5 * x[i] * x[i]
-        grad[i] = 4.0 * scale * x[i] ** 3 + x[i]
-    return e
 
 
 def _no_driver_needed(cc):

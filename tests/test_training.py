@@ -16,24 +16,34 @@ from npebm.losses import ContrastiveDivergence
 from npebm.samplers import MALA, LangevinDynamics
 
 
-class DiagGauss(ParametricEnergy):
-    """E = ½ Σ_j exp(s_j) (x_j − μ_j)²: a Gaussian with learnable mean and log-precision."""
+# The energy's source, run here and in the torch-free subprocess below.
+DIAG_GAUSS = textwrap.dedent('''
+    import numpy as np
+    from npebm.energies import ParametricEnergy
 
-    def __init__(self, dim=2):
-        self.dim = dim
-        self.params = {"mu": np.zeros(dim), "s": np.zeros(dim)}
 
-    def energy(self, x):
-        d = x - self.params["mu"]
-        return 0.5 * (d * d * np.exp(self.params["s"])).sum(axis=1)
+    class DiagGauss(ParametricEnergy):
+        """E = ½ Σ_j exp(s_j) (x_j − μ_j)²: a Gaussian with learnable mean and log-precision."""
 
-    def gradient(self, x):
-        return (x - self.params["mu"]) * np.exp(self.params["s"])
+        def __init__(self, dim=2):
+            self.dim = dim
+            self.params = {"mu": np.zeros(dim), "s": np.zeros(dim)}
 
-    def parameter_gradient(self, x):
-        p = np.exp(self.params["s"])
-        d = x - self.params["mu"]
-        return {"mu": -d * p, "s": 0.5 * d * d * p}
+        def energy(self, x):
+            d = x - self.params["mu"]
+            return 0.5 * (d * d * np.exp(self.params["s"])).sum(axis=1)
+
+        def gradient(self, x):
+            return (x - self.params["mu"]) * np.exp(self.params["s"])
+
+        def parameter_gradient(self, x):
+            p = np.exp(self.params["s"])
+            d = x - self.params["mu"]
+            return {"mu": -d * p, "s": 0.5 * d * d * p}
+''')
+_namespace = {}
+exec(DIAG_GAUSS, _namespace)
+DiagGauss = _namespace["DiagGauss"]
 
 
 # The script trains DiagGauss on N(mu, diag(sd²)) with HMC negatives; it runs in the
@@ -80,20 +90,7 @@ def test_cd_gradient_recovers_a_gaussian(persistent):
 
 def test_numpy_only_training_runs_without_torch():
     code = ("import sys\nsys.modules['torch'] = None  # any import of torch now fails\n"
-            + TRAIN + textwrap.dedent('''
-    class DiagGauss(ParametricEnergy):
-        def __init__(self):
-            self.dim = 2
-            self.params = {"mu": np.zeros(2), "s": np.zeros(2)}
-        def energy(self, x):
-            d = x - self.params["mu"]
-            return 0.5 * (d * d * np.exp(self.params["s"])).sum(axis=1)
-        def gradient(self, x):
-            return (x - self.params["mu"]) * np.exp(self.params["s"])
-        def parameter_gradient(self, x):
-            p = np.exp(self.params["s"])
-            d = x - self.params["mu"]
-            return {"mu": -d * p, "s": 0.5 * d * d * p}
+            + TRAIN + DIAG_GAUSS + textwrap.dedent('''
     print(list(train(DiagGauss(), True, seed=2)))
     assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
     '''))

@@ -45,6 +45,21 @@ def _is_tensor(x):
     return isinstance(x, torch.Tensor)
 
 
+def module_energies(module, t):
+    """``module(t)`` for a batch ``t`` ``(n, dim)``, checked to be energies ``(n,)``
+    (an ``(n, 1)`` output is flattened)."""
+    e = module(t)
+    if not _is_tensor(e):
+        raise TypeError(f"the energy must return a tensor, got {type(e).__name__}")
+    n = t.shape[0]
+    if e.shape == (n, 1):
+        e = e[:, 0]
+    if e.shape != (n,):
+        raise ValueError(f"the energy must map (n, dim) to (n,) energies; for n = {n} it "
+                         f"returned shape {tuple(e.shape)}")
+    return e
+
+
 def _batches_itself(method):
     """Mark a method so that ``Energy.__init_subclass__`` leaves it unwrapped: it handles
     single points and torch tensors on its own."""
@@ -162,16 +177,7 @@ class TorchEnergy(Energy):
         return xp.from_dlpack(t.contiguous())
 
     def _energies(self, t):
-        e = self.module(t)
-        if not _is_tensor(e):
-            raise TypeError(f"the module must return a tensor, got {type(e).__name__}")
-        n = t.shape[0]
-        if e.shape == (n, 1):
-            e = e[:, 0]
-        if e.shape != (n,):
-            raise ValueError(f"the module must map (n, dim) to (n,) energies; for n = {n} it "
-                             f"returned shape {tuple(e.shape)}")
-        return e
+        return module_energies(self.module, t)
 
     def _run(self, x, want_grad):
         self._check(x)

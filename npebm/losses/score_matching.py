@@ -111,17 +111,9 @@ class _ScoreMatching:
                             f"{type(generator).__name__}")
 
     def _energies(self, x):
-        torch = self._torch
-        e = self.module(x)
-        if not isinstance(e, torch.Tensor):
-            raise TypeError(f"energy must return a tensor, got {type(e).__name__}")
-        n = x.shape[0]
-        if e.shape == (n, 1):
-            e = e[:, 0]
-        if e.shape != (n,):
-            raise ValueError(f"energy must map (n, dim) to (n,) energies; for n = {n} it "
-                             f"returned shape {tuple(e.shape)}")
-        return e
+        from ..adapters.torch import module_energies
+
+        return module_energies(self.module, x)
 
     def _grad_energy(self, x, create_graph):
         """∇ₓE at a leaf ``x`` that requires grad (the score is its negative)."""
