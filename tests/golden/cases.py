@@ -1,0 +1,148 @@
+"""Golden outputs: every sampler, path, dtype and output kind for fixed seeds.
+
+``python tests/golden/cases.py record`` writes ``golden.npz`` beside this file from the
+current code; ``tests/test_golden.py`` checks today's code against it bit for bit.  A
+refactor of the core keeps these bits; a deliberate arithmetic change re-records them
+and names the change in its commit.  ``--cuda`` runs the same cases on
+``device="cuda"`` (under ``NUMBA_ENABLE_CUDASIM=1`` without a GPU) into its own file.
+"""
+import os
+import sys
+
+import numpy as np
+
+from npebm.energies import CompiledEnergy, DoubleWellEnergy, Energy, GaussianEnergy
+from npebm.samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def quartic(x, grad, params):
+    (scale,) = params
+    e = 0.0
+    for i in range(x.shape[0]):
+        e += scale * x[i] ** 4 + 0.5 * x[i] * x[i]
+        grad[i] = 4.0 * scale * x[i] ** 3 + x[i]
+    return e
+
+
+class ArrayQuartic(Energy):
+    """The same energy as array code: the vectorised path."""
+
+    def energy(self, x):
+        return (0.1 * x ** 4 + 0.5 * x * x).sum(axis=1)
+
+    def gradient(self, x):
+        return 0.4 * x ** 3 + x
+
+
+def energies(dim):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(dim, dim))
+    cov = a @ a.T / dim + 0.5 * np.eye(dim)
+    return {
+        "gauss": GaussianEnergy(mean=np.linspace(-1, 1, dim), cov=cov),
+        "dwell": DoubleWellEnergy(barrier_height=2.0),
+        "compiled": CompiledEnergy(quartic, params=(0.1,)),
+        "array": ArrayQuartic(),
+    }
+
+
+def samplers(energy, dim, device):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(dim, dim))
+    mass = a @ a.T / dim + np.eye(dim)
+    return {
+        "langevin": lambda dt: LangevinDynamics(energy, step_size=0.05, decay=0.01,
+                                                clamp=(-4.0, 4.0), seed=4, dtype=dt,
+                                                device=device),
+        "mala": lambda dt: MALA(energy, step_size=0.2, seed=5, dtype=dt, device=device),
+        "hmc": lambda dt: HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=3,
+                                                seed=6, dtype=dt, device=device),
+        "hmc-diag": lambda dt: HamiltonianMonteCarlo(energy, step_size=0.2,
+                                                     n_leapfrog_steps=3,
+                                                     mass=np.linspace(0.5, 2.0, dim), seed=8,
+                                                     dtype=dt, device=device),
+        "hmc-dense-jitter": lambda dt: HamiltonianMonteCarlo(
+            energy, step_size=0.15, n_leapfrog_steps=3, mass=mass, jitter=0.3, seed=7,
+            dtype=dt, device=device),
+    }
+
+
+def run_cases(device="cpu", n=70, dim=3, n_steps=12):
+    """``{name: array}`` of every case's outputs (NumPy arrays)."""
+    from npebm import to_numpy
+
+    out = {}
+    for ename, energy in energies(dim).items():
+        for sname, make in samplers(energy, dim, device).items():
+            for dt in (np.float32, np.float64):
+                tag = f"{ename}/{sname}/{np.dtype(dt).name}"
+                s = make(dt)
+                x, d = s.sample(n_samples=n, dim=dim, n_steps=n_steps, thin=2, burn_in=3,
+                                return_trajectory=True, return_diagnostics=True)
+                out[tag + "/traj"] = to_numpy(x)
+                for field in ("energy", "grad_norm", "mean", "var", "accepted",
+                              "step_size", "divergences", "n_accepted"):
+                    out[f"{tag}/{field}"] = np.asarray(to_numpy(d[field]))
+                more = s.sample(n_steps=5, resume=True)
+                out[tag + "/resumed"] = to_numpy(more)
+                out[tag + "/pos"] = s.get_state()["pos"]
+                # final states only, no outputs asked for
+                out[tag + "/final"] = to_numpy(make(dt).sample(n_samples=n, dim=dim,
+                                                               n_steps=n_steps))
+                if sname != "langevin":
+                    s = make(dt)
+                    x, d = s.sample(n_samples=n, dim=dim, n_steps=6, burn_in=20,
+                                    adapt="diag" if sname.startswith("hmc") else "step_size",
+                                    return_diagnostics=True)
+                    out[tag + "/adapted"] = to_numpy(x)
+                    out[tag + "/adapted_step"] = np.float64(s.get_state()["step_size"])
+    return out
+
+
+def machine():
+    """What the bits can depend on beyond npebm: the CPU Numba compiles for and NumPy's
+    version (its SIMD ufuncs serve the vectorised path)."""
+    import llvmlite.binding as llvm
+
+    return f"{llvm.get_host_cpu_name()} numpy {np.__version__}"
+
+
+def compare(ref, results, exact):
+    """Names of the arrays that differ: bit for bit when ``exact``, else to rounding."""
+    bad = []
+    for k in ref.files:
+        if k == "_machine":
+            continue
+        a, b = ref[k], results.get(k)
+        if b is None or a.dtype != b.dtype or a.shape != b.shape:
+            bad.append(k)
+        elif exact:
+            if not np.array_equal(a, b, equal_nan=True):
+                bad.append(k)
+        else:
+            tol = 1e-4 if a.dtype == np.float32 else 1e-9
+            if not np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True):
+                bad.append(k)
+    return bad
+
+
+def path(device):
+    return os.path.join(HERE, "golden.npz" if device == "cpu" else "golden_cuda.npz")
+
+
+if __name__ == "__main__":
+    device = "cuda" if "--cuda" in sys.argv else "cpu"
+    kw = dict(n=3, n_steps=6) if device == "cuda" else {}
+    results = run_cases(device, **kw)
+    if "record" in sys.argv:
+        np.savez_compressed(path(device), _machine=np.str_(machine()), **results)
+        print(f"recorded {len(results)} arrays into {path(device)}")
+    else:
+        ref = np.load(path(device))
+        bad = compare(ref, results, exact=True)
+        missing = sorted(set(ref.files) - {"_machine"} ^ set(results))
+        print(f"{len(ref.files) - 1 - len(bad)} of {len(ref.files) - 1} equal bit for bit; "
+              f"differ: {bad[:20]}; missing: {missing[:10]}")
+        sys.exit(1 if bad or missing else 0)
