@@ -58,6 +58,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
+from . import _numba_cache  # noqa: F401  (installs npebm's cache locator: before cache=True)
+
 # Stream ids (counter word 3) live in the light public module; re-exported here so
 # kernels can name them.
 from .random import INIT, NOISE
