@@ -7,6 +7,7 @@ itself, so one cached kernel serves every energy with the same parameter types: 
 energy costs the compile of its small block function, not of the sampler.
 """
 import inspect
+import linecache
 import os
 import re
 
@@ -14,6 +15,7 @@ import numpy as np
 from numba import cfunc, njit, prange, typeof, types
 from numba.core.errors import NumbaError
 
+from .. import _numba_cache  # noqa: F401  (installs npebm's cache locator: before cache=True)
 from . import _kernels
 
 #: Rows per call of a block function in batch evaluation.
@@ -42,27 +44,87 @@ def block_signature(dtype, params):
     return types.void(ty[:, ::1], ty[:, ::1], ty[::1], typeof(params))
 
 
-def block_function(energy, dtype):
-    """Return ``(block_cfunc, params)`` for ``energy`` at ``dtype``, compiled once per dtype."""
+def block_function(energy, dtype, dim=None):
+    """Return ``(block_cfunc, params)`` for ``energy`` at ``dtype``, compiled once per dtype.
+
+    A user's function is checked once, at ``dim`` (default ``energy.dim``) when that is
+    known, for the mistakes that would otherwise leave gradients uninitialised.
+    """
     dtype = np.dtype(dtype)
     cached = energy._compiled.get(("cpu", dtype))
-    if cached is not None:
-        return cached
+    if cached is None:
+        cached = energy._compiled[("cpu", dtype)] = _compile_block(energy, dtype)
+    dim = energy.dim if dim is None else dim
+    point = energy._compiled.get(("point", dtype))
+    if point is not None and dim is not None and not energy._compiled.get("checked"):
+        check_point_function(energy.point_function, point, dim, dtype, cached[1])
+        energy._compiled["checked"] = True
+    return cached
+
+
+def _compile_block(energy, dtype):
     params = cast_params(energy.params, dtype)
     sig = block_signature(dtype, params)
     block = energy._block_function()
-    if block is None:
-        point = energy.point_function
-        if not energy._cacheable:
-            point = njit(point)
-        block = _kernels.make_block(point)
+    if block is None and energy._cacheable:
+        block = _kernels.make_block(energy.point_function)
+    elif block is None:
+        # NumPy's error model: 1/0 is inf and 0/0 NaN, a divergence of that chain,
+        # rather than an exception.
+        point = njit(energy.point_function, error_model="numpy")
+        energy._compiled[("point", dtype)] = point
+        block = _kernels.make_user_block(point)
     try:
         compiled = cfunc(sig, cache=energy._cacheable)(block)
     except NumbaError as exc:
         raise TypeError(_explain_compile_error(energy.point_function, exc)) from None
-    result = (compiled, params)
-    energy._compiled[("cpu", dtype)] = result
-    return result
+    return compiled, params
+
+
+#: What ``grad`` holds on entry in the second call of :func:`check_point_function`.
+_SENTINEL = 0.7853981633974483
+
+
+def check_point_function(func, point, dim, dtype, params):
+    """Raise ``ValueError`` when ``func`` (compiled: ``point``) mishandles ``grad``.
+
+    ``point`` runs at a few test points twice, ``grad`` holding NaN and then a sentinel
+    on entry: entries that keep what they held were never written, and entries that
+    follow it were read before being written.  Points where it raises or gives a
+    non-finite energy prove nothing and are skipped.
+    """
+    name = getattr(func, "__qualname__", repr(func))
+    ramp = np.linspace(0.5, 1.5, dim)
+    for x in (ramp, -ramp[::-1], np.full(dim, 0.25)):
+        x = x.astype(dtype)
+        g_nan = np.full(dim, np.nan, dtype)
+        g_sentinel = np.full(dim, _SENTINEL, dtype)
+        try:
+            e = point(x, g_nan, params)
+            point(x, g_sentinel, params)
+        except Exception:
+            continue
+        if not np.isfinite(e):
+            continue
+        unwritten = np.isnan(g_nan) & (g_sentinel == dtype.type(_SENTINEL))
+        read = np.isnan(g_nan) & ~unwritten & ~np.isnan(g_sentinel)
+        if unwritten.all():
+            raise ValueError(
+                f"{name} never writes grad: an energy f(x, grad, params) must write "
+                f"the gradient of E at x into grad[0], ..., grad[dim - 1] and return E "
+                f"(at x = {x.tolist()} it returned {float(e)!r} and left grad as it was)")
+        if unwritten.any():
+            missing = np.flatnonzero(unwritten).tolist()
+            raise ValueError(
+                f"{name} does not write grad{missing} (dim = {dim}): an energy "
+                f"f(x, grad, params) must write every entry of grad "
+                f"(at x = {x.tolist()} those entries were left as they were)")
+        if read.any():
+            first = int(np.flatnonzero(read)[0])
+            raise ValueError(
+                f"{name} reads grad[{first}] before writing it: grad holds garbage on "
+                f"entry, so set each grad[i] (grad[i] = 0.0, say) before adding to it")
+        return
 
 
 def _explain_compile_error(func, exc):
@@ -88,10 +150,45 @@ def _explain_compile_error(func, exc):
         (s.strip() for s in text.splitlines() if s.strip() and not s.startswith("Failed in")),
         type(exc).__name__,
     )
+    returns = _what_it_returns(func)
+    if returns is not None:
+        # Numba's own complaint would be about npebm's assignment of the result.
+        return f"{name}{where} {returns}: an energy f(x, grad, params) must return E(x)"
     return (
         f"Numba could not compile {name}{where} as an energy f(x, grad, params) -> energy"
         f"{line}. Numba said: {summary}"
     )
+
+
+def _what_it_returns(func):
+    """"always raises ..." or "returns None ..." when ``func`` never returns a value,
+    else None (also when its bytecode cannot be analysed)."""
+    try:
+        from numba.core import compiler, ir
+
+        func_ir = compiler.run_frontend(func)
+    except Exception:
+        return None
+    ends = [block.terminator for block in func_ir.blocks.values()]
+    raises = [t for t in ends if isinstance(t, (ir.Raise, ir.StaticRaise))]
+    returns = [t for t in ends if isinstance(t, ir.Return)]
+    if raises and not returns:
+        loc = raises[0].loc
+        line = linecache.getline(loc.filename, loc.line).strip()
+        return f"always raises (line {loc.line}: {line!r})"
+
+    def returns_none(ret):
+        value = func_ir.get_definition(ret.value)
+        if isinstance(value, ir.Expr) and value.op == "cast":
+            value = func_ir.get_definition(value.value)
+        return isinstance(value, ir.Const) and value.value is None
+
+    try:
+        if returns and all(returns_none(r) for r in returns):
+            return "returns None (it has no return statement with a value)"
+    except Exception:  # a definition Numba's IR cannot resolve: say nothing
+        pass
+    return None
 
 
 @njit(parallel=True, cache=True)
@@ -107,7 +204,7 @@ def _evaluate(block, X, G, E, params):
 def evaluate(energy, x):
     """Energies ``(n,)`` and gradients ``(n, dim)`` of a compiled energy at NumPy ``x``."""
     x = np.ascontiguousarray(x)
-    block, params = block_function(energy, x.dtype)
+    block, params = block_function(energy, x.dtype, x.shape[1])
     energies = np.empty(x.shape[0], dtype=x.dtype)
     grads = np.empty_like(x)
     if x.shape[0]:

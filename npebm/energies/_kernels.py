@@ -32,6 +32,39 @@ def make_block(point):
     return block
 
 
+def make_user_block(point, catch=True):
+    """Return ``block(X, G, E, params)`` for a user's ``point``, one failing row at a time.
+
+    Each row's gradient starts as NaN, so a function that leaves part of ``grad``
+    unwritten gives a non-finite row (a divergence) instead of whatever memory held.
+    With ``catch``, an exception in ``point`` turns its row into NaN and the loop goes
+    on: uncaught, a ``cfunc`` prints "Exception ignored" and leaves the remaining rows
+    (other chains) unwritten.  The CUDA target has no ``try``; there an exception ends
+    the thread, which is its chain alone.
+    """
+    if not catch:
+        def block(X, G, E, params):
+            for c in range(X.shape[0]):
+                for j in range(G.shape[1]):
+                    G[c, j] = np.nan
+                E[c] = point(X[c], G[c], params)
+
+        return block
+
+    def block(X, G, E, params):
+        for c in range(X.shape[0]):
+            for j in range(G.shape[1]):
+                G[c, j] = np.nan
+            try:
+                E[c] = point(X[c], G[c], params)
+            except Exception:
+                E[c] = np.nan
+                for j in range(G.shape[1]):
+                    G[c, j] = np.nan
+
+    return block
+
+
 @register_jitable(_nrt=False)
 def gaussian(x, grad, params):
     """E = ½ (x − μ)ᵀ P (x − μ), P = Σ⁻¹; params = (mean (d,), precision (d, d))."""

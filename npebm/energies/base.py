@@ -6,6 +6,7 @@ explicitly; a single point ``(dim,)`` gives a scalar and a ``(dim,)`` gradient.
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 
 import numpy as np
@@ -27,6 +28,8 @@ def _as_batch(energy, x):
         x = xp.asarray(x, dtype=np.float64)
     elif kind != "f":
         raise TypeError(f"x must hold floating-point numbers, got dtype {x.dtype}")
+    elif np.dtype(x.dtype) not in (np.float32, np.float64):
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
     if x.ndim == 1:
         x, single = x[None, :], True
     elif x.ndim == 2:
@@ -51,13 +54,42 @@ def _unbatch(out, single):
     return out[0]
 
 
-def _batched(method):
-    """Let a batch method ``(n, dim) -> ...`` also take one point ``(dim,)``."""
+def _check_shape(energy, method, what, out, expected):
+    shape = tuple(np.shape(out))
+    if shape != expected:
+        raise ValueError(f"{type(energy).__name__}.{method} returned {what} of shape {shape}, "
+                         f"expected {expected}")
+
+
+def _check_output(energy, method, out, x):
+    """Raise ``ValueError`` unless ``out`` has the shapes ``method`` promises for ``x``.
+
+    Shapes only: NumPy would broadcast an ``(n, 1)`` gradient into a wrong update.
+    """
+    n, dim = x.shape
+    if method == "energy":
+        _check_shape(energy, method, "energies", out, (n,))
+    elif method == "gradient":
+        _check_shape(energy, method, "gradients", out, (n, dim))
+    else:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ValueError(f"{type(energy).__name__}.{method} must return a pair "
+                             f"(energies, gradients), got {type(out).__name__}")
+        _check_shape(energy, method, "energies", out[0], (n,))
+        _check_shape(energy, method, "gradients", out[1], (n, dim))
+        out = tuple(out)
+    return out
+
+
+def _batched(method, name=None):
+    """Let a batch method ``(n, dim) -> ...`` also take one point ``(dim,)``, and check
+    the shapes it returns (``name``: which of the batch methods it is)."""
+    name = name or method.__name__
 
     @functools.wraps(method)
     def wrapper(self, x):
         x, single = _as_batch(self, x)
-        return _unbatch(method(self, x), single)
+        return _unbatch(_check_output(self, name, method(self, x), x), single)
 
     wrapper._npebm_batched = True
     return wrapper
@@ -98,7 +130,7 @@ class Energy:
         for name in _BATCHED_METHODS:
             method = cls.__dict__.get(name)
             if callable(method) and not getattr(method, "_npebm_batched", False):
-                setattr(cls, name, _batched(method))
+                setattr(cls, name, _batched(method, name))
 
     def _overrides(self, name):
         return getattr(type(self), name) is not getattr(Energy, name)
@@ -155,6 +187,20 @@ def _check_param(value, index):
     return arr
 
 
+def _check_arity(f):
+    """``TypeError`` unless ``f`` can be called as ``f(x, grad, params)``."""
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):  # no signature to read (a builtin): Numba will say
+        return
+    try:
+        sig.bind(None, None, None)
+    except TypeError:
+        name = getattr(f, "__qualname__", repr(f))
+        raise TypeError(f"{name}{sig} cannot be called as f(x, grad, params): an energy "
+                        "function takes exactly these three arguments") from None
+
+
 class CompiledEnergy(Energy):
     """An energy from one per-point function, compiled and fused into the samplers.
 
@@ -175,7 +221,13 @@ class CompiledEnergy(Energy):
     ``f`` is compiled on first use: with Numba for the CPU (batch ``energy``/``gradient``
     run as a parallel compiled loop), and from the same source as a CUDA device function
     on the GPU.  A function Numba cannot compile raises ``TypeError`` naming it and the
-    offending line.
+    offending line; one that leaves entries of ``grad`` unwritten raises ``ValueError``
+    on first use (when the dimension is known).
+
+    Division follows NumPy's rules (1/0 is inf, 0/0 NaN).  A point where ``f`` raises
+    gets a NaN energy and gradient on the CPU, which a sampler rejects as a divergence
+    of that chain alone; on CUDA, which cannot catch exceptions, the raise ends that
+    chain's thread.
 
     Examples
     --------
@@ -194,6 +246,7 @@ class CompiledEnergy(Energy):
     def __init__(self, f, params=(), dim=None):
         if not callable(f):
             raise TypeError(f"f must be a function f(x, grad, params) -> energy, got {f!r}")
+        _check_arity(f)
         self._function = f
         self.params = self._check_params(params)
         if dim is not None:
