@@ -23,6 +23,14 @@ FIELDS = {
 }
 
 
+def _is_index(key):
+    """Whether ``key`` indexes an array: integers, slices, Ellipsis, None, or a tuple."""
+    if isinstance(key, tuple):
+        return all(_is_index(k) for k in key)
+    return (key is Ellipsis or key is None or isinstance(key, (int, np.integer, slice))
+            and not isinstance(key, bool))
+
+
 class Diagnostics(Mapping):
     """Named arrays of a run, readable as ``d["energy"]`` and ``d.energy``.
 
@@ -40,6 +48,15 @@ class Diagnostics(Mapping):
         self._arrays = dict(arrays)
 
     def __getitem__(self, name):
+        """``d["energy"]`` by name; integers, slices and tuples of them index
+        :meth:`stacked` as TorchEBM's ``(n_kept, 4, n_samples, dim)`` tensor does
+        (``d[:, 2, 0, 0]`` is chain 0's energy at each kept step)."""
+        if not isinstance(name, str):
+            if _is_index(name):
+                return self.stacked()[name]
+            raise TypeError(f"diagnostics are indexed by a name such as 'energy', or by "
+                            f"integers and slices as TorchEBM's stacked layout; got "
+                            f"{type(name).__name__}")
         try:
             return self._arrays[name]
         except KeyError:

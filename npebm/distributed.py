@@ -595,7 +595,7 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     """
     from .backend import to_numpy
     from .random import key_from_seed
-    from .samplers.base import ChainSampler, _rows_per_block
+    from .samplers.base import ChainSampler, _check_chain_count, _rows_per_block
 
     if not isinstance(sampler, ChainSampler):
         raise TypeError(f"sampler must be an npebm ChainSampler (LangevinDynamics, MALA, "
@@ -620,7 +620,6 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
         st = sampler._resume_state(x, dim, n_samples, seed, chain_offset)
         state = sampler.get_state()
         n, d, dtype = st.x.shape[0], st.x.shape[1], st.x.dtype
-        single = bool(state["single"])
         offset, first_step, x0 = int(state["chain_offset"]), int(state["step"]), None
     else:
         seed = sampler.seed if seed is None else seed
@@ -629,7 +628,7 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
         key_from_seed(seed)
         state, offset, first_step = None, chain_offset, 0
         if x is not None:
-            x0, single = sampler._check_x(x, dim, n_samples)
+            x0 = sampler._check_x(x, dim, n_samples)
             x0 = np.asarray(to_numpy(x0))
             n, d, dtype = x0.shape[0], x0.shape[1], x0.dtype
         else:
@@ -638,13 +637,11 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
                 raise ValueError(f"dim is required: x is None and "
                                  f"{type(sampler.energy).__name__} does not fix its dimension")
             sampler._check_dim(d, "dim")
-            x0, single = None, False
+            x0 = None
             n = 1 if n_samples is None else n_samples
             dtype = np.dtype(sampler.dtype or np.float64)
-        if offset + n > 2 ** 32:
-            raise ValueError(f"chain_offset + n_samples must be at most 2**32, got "
-                             f"{offset + n}")
-    sampler._schedules(first_step, burn_in + n_steps)  # a bad schedule value raises here
+        _check_chain_count(n, offset, "x" if x is not None else "n_samples")
+    sampler._check_schedules(first_step, burn_in + n_steps, dtype)
 
     executor, close = _as_executor(client)
     try:
@@ -658,7 +655,7 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
             task = {"rows": rows, "kwargs": kwargs, "n_steps": n_steps, "state": None}
             if state is not None:
                 task["state"] = dict(state, x=state["x"][a:b], pos=state["pos"][a:b],
-                                     chain_offset=np.int64(offset + a), single=np.bool_(False))
+                                     chain_offset=np.int64(offset + a))
             else:
                 task.update(x=None if x0 is None else x0[a:b], n_samples=b - a, dim=d,
                             seed=seed, chain_offset=offset + a)
@@ -674,7 +671,6 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     merged["x"] = np.concatenate([r["state"]["x"] for r in results], axis=0)
     merged["pos"] = np.concatenate([r["state"]["pos"] for r in results], axis=0)
     merged["chain_offset"] = np.int64(offset)
-    merged["single"] = np.bool_(single)
     sampler.set_state(merged)
 
     if want_traj:
@@ -682,8 +678,6 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
         samples = traj
     else:
         samples = sampler._on_device(merged["x"].copy())
-    if single:
-        samples = samples[0]
     if not want_diag:
         return samples
     fields = _gather_diagnostics([r["diagnostics"] for r in results], bounds, dtype)

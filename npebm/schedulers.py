@@ -69,7 +69,10 @@ def _pick(name, value, alias, alias_value):
 def _real(x, name):
     """``x`` as a finite Python float."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
-        if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf":
+        # 0-d arrays: NumPy's, and torch's or CuPy's read through the array protocol
+        dtype = getattr(getattr(x, "dtype", None), "kind", None) or str(getattr(x, "dtype", ""))
+        if (getattr(x, "ndim", None) == 0 and hasattr(x, "item")
+                and (dtype in ("i", "u", "f") or "float" in dtype or "int" in dtype)):
             x = x.item()
         else:
             raise TypeError(f"{name} must be a real number, got {type(x).__name__}")

@@ -90,8 +90,17 @@ class ContrastiveDivergence:
     def __init__(self, energy, sampler, k_steps=10, persistent=False, buffer_size=10000,
                  reinit_prob=0.05, init="noise", energy_reg_weight=0.0, *, init_scale=1.0,
                  seed=None):
-        from ..samplers.base import ChainSampler, check_int, check_real
+        from ..samplers.base import ChainSampler, _is_torch_module, check_int, check_real
 
+        if _is_torch_module(energy):
+            # The module itself, as TorchEBM takes it: the energy the sampler wrapped it
+            # in when that is the sampler's, else a new wrapper.
+            if getattr(getattr(sampler, "energy", None), "module", None) is energy:
+                energy = sampler.energy
+            else:
+                from ..adapters.torch import TorchEnergy
+
+                energy = TorchEnergy(energy)
         if not isinstance(energy, Energy):
             raise TypeError(f"energy must be an npebm Energy, got {type(energy).__name__}")
         if not isinstance(sampler, ChainSampler):
@@ -164,8 +173,16 @@ class ContrastiveDivergence:
             if restart.any():
                 start[restart] = self._fresh(int(restart.sum()), data)
         seed = int(self._rng.integers(2**63))
-        neg = np.asarray(to_numpy(self.sampler.sample(x=start, n_steps=self.k_steps,
-                                                      seed=seed)))
+        from ..samplers.base import NonFiniteStartError
+
+        try:
+            neg = np.asarray(to_numpy(self.sampler.sample(x=start, n_steps=self.k_steps,
+                                                          seed=seed)))
+        except NonFiniteStartError as exc:
+            raise FloatingPointError(
+                f"contrastive divergence loss is inf or nan: the energies diverged ({exc}); "
+                "lower the learning rate or the sampler's step size, or raise "
+                "energy_reg_weight") from None
         if self.persistent:
             self.buffer[idx] = neg
         return data, neg

@@ -5,9 +5,10 @@ Every sampler runs its chains × steps loop as one compiled kernel for compiled 
 chains for any other :class:`~npebm.energies.Energy`.  Importing this module does not
 load Numba; the first compiled run does.
 """
-from .base import BaseSampler
+from .base import BaseSampler, InsufficientMemoryError, SamplingWarning
 from .hmc import HamiltonianMonteCarlo
 from .langevin import LangevinDynamics
 from .mala import MALA
 
-__all__ = ["BaseSampler", "LangevinDynamics", "MALA", "HamiltonianMonteCarlo"]
+__all__ = ["BaseSampler", "LangevinDynamics", "MALA", "HamiltonianMonteCarlo",
+           "InsufficientMemoryError", "SamplingWarning"]

@@ -31,7 +31,9 @@ def simulated():
 def _device_point(energy):
     """The energy's per-point function, callable from a CUDA kernel: built-ins' are
     ``register_jitable`` already; a user's ``CompiledEnergy`` function is registered
-    once here (compiled per process, never cached on disk, as on the CPU)."""
+    once here (compiled per process, never cached on disk, as on the CPU) and recorded
+    in ``_USER_POINTS``, which is how ``_build`` tells it from a built-in.  CUDA kernels
+    use NumPy's error model, as the CPU does for user functions: 1/0 is inf."""
     point = energy.point_function
     if energy._cacheable:
         return point
@@ -60,10 +62,13 @@ def _compile_errors(energy):
 def _build(module, point):
     from numba.extending import register_jitable
 
-    from ..energies._kernels import make_block
+    from ..energies._kernels import make_block, make_user_block
 
-    # The energy's per-point kernel over a block's rows, as the CPU's block functions.
-    run_block = module._build_run_block(register_jitable(make_block(point)), True)
+    # The energy's per-point kernel over a block's rows, as the CPU's block functions; a
+    # user's function gets NaN gradient rows to write into, but no try (CUDA has none).
+    user = any(point is p for p in _USER_POINTS.values())
+    rows = make_user_block(point, catch=False) if user else make_block(point)
+    run_block = module._build_run_block(register_jitable(rows), True)
     thread_scratch = register_jitable(module._thread_scratch)
 
     @cuda.jit
@@ -112,9 +117,10 @@ def _launch(n):
 def _build_evaluate(point):
     from numba.extending import register_jitable
 
-    from ..energies._kernels import make_block
+    from ..energies._kernels import make_block, make_user_block
 
-    block = register_jitable(make_block(point))
+    user = any(point is p for p in _USER_POINTS.values())
+    block = register_jitable(make_user_block(point, catch=False) if user else make_block(point))
 
     @cuda.jit
     def evaluate_rows(params, X, G, E):
@@ -213,17 +219,18 @@ class CudaRunner:
     #: Values (n × kept steps × dim) of the scratch trajectory behind diagnostics.
     MOMENT_BUFFER = 1 << 25
 
-    def __init__(self, sampler, st, sched, out, backend):
+    def __init__(self, sampler, st, schedule, out, backend):
         self.backend = backend
         xp = self.xp = backend.xp
         dtype = st.x.dtype
         self.kernel, module = kernel_for(sampler, sampler.energy)
         self.params = _device_params(xp, sampler.energy, dtype)
-        self.sampler, self.st, self.sched, self.out = sampler, st, sched, out
+        self.sampler, self.st, self.schedule, self.out = sampler, st, schedule, out
         n, d = st.x.shape
         self.X = xp.asarray(st.x)
-        self.G = xp.empty_like(self.X)
-        self.E = xp.empty(n, dtype)
+        eg, st.eg = st.eg, None
+        self.have_grad = eg is not None
+        self.E, self.G = eg if eg is not None else (xp.empty(n, dtype), xp.empty_like(self.X))
         self.pos = xp.asarray(st.pos)
         self.k0, self.k1 = np.uint64(st.key[0]), np.uint64(st.key[1])
         self.base = (xp.empty((n, d), dtype), xp.empty((n, d), dtype), xp.empty(n, dtype),
@@ -232,72 +239,57 @@ class CudaRunner:
         self.scratch = module._cuda_scratch(xp, n, d, dtype)
         self.no_moments = xp.zeros((0, 0, 3, d))
         self.want_moments = out["mean"].shape[0] > 0
-        self.extra = self._extra()
-        self.keep = None
-        self.have_grad = False
         self.done = 0
 
-    def _extra(self):
-        xp = self.xp
-        args = self.sampler._kernel_args(self.sched, self.st.x.dtype, self.st.x.shape[1])
-        return tuple(xp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
-
-    def _launch(self, s0, s1, keep, outs):
+    def _launch(self, n_steps, keep, extra, outs):
         with self.backend.context(), _compile_errors(self.sampler.energy):
             self.kernel[_launch(self.X.shape[0])](
                 self.params, self.X, self.G, self.E, self.have_grad, self.pos, self.k0,
-                self.k1, np.int64(self.st.chain_offset), np.int64(s0), np.int64(s1), keep,
-                self.extra, outs, self.base, self.scratch)
+                self.k1, np.int64(self.st.chain_offset), np.int64(0), np.int64(n_steps),
+                keep, extra, outs, self.base, self.scratch)
         self.have_grad = True
 
     def __call__(self, s0, s1, burn_in, thin):
-        from .base import kept_indices
+        from .base import _kept_piece, _record_step_sizes
 
         o, xp = self.out, self.xp
-        if self.keep is None:
-            self.keep = kept_indices(len(self.sched["step_size"]), burn_in, thin)
-            self.keep_dev = xp.asarray(self.keep)
         tail = (o["divergences"], o["n_accepted"], o["alpha"])
-        if not self.want_moments:
-            self._launch(s0, s1, self.keep_dev, (o["traj"], o["energy"], o["grad_norm"],
-                                                 o["accepted"], self.no_moments) + tail)
-            self.done = s1
-            self.sync()
-            return
         n, d = self.X.shape
-        per_launch = max(1, self.MOMENT_BUFFER // (n * d))
+        # Without a trajectory, the kept states behind the moments go to a bounded
+        # scratch buffer: a launch keeps at most per_launch of them.
         own = o["traj"].shape[0] > 0
-        buf = None if own else xp.empty((n, min(per_launch, o["mean"].shape[0]), d),
-                                        self.X.dtype)
+        per_launch = max(1, self.MOMENT_BUFFER // (n * d)) if self.want_moments else None
+        buf = None
         a = s0
         while a < s1:
-            # Steps a .. b - 1 keep at most per_launch states: indices ka .. kb - 1.
-            kept = np.flatnonzero(self.keep[a:s1] >= 0)
-            if len(kept) == 0:
-                b, ka, kb = s1, 0, 0
+            b, keep = _kept_piece(a, s1, burn_in, thin, per_launch)
+            sched = self.schedule(a, b)
+            extra = tuple(xp.asarray(v) if isinstance(v, np.ndarray) else v for v in
+                          self.sampler._kernel_args(sched, self.X.dtype, d))
+            kept = keep[keep >= 0]
+            ka, kb = (int(kept[0]), int(kept[-1]) + 1) if len(kept) else (0, 0)
+            if not self.want_moments:
+                self._launch(b - a, xp.asarray(keep), extra,
+                             (o["traj"], o["energy"], o["grad_norm"], o["accepted"],
+                              self.no_moments) + tail)
             else:
-                b = a + (int(kept[per_launch]) if len(kept) > per_launch else s1 - a)
-                ka = int(self.keep[a + kept[0]])
-                kb = ka + min(len(kept), per_launch)
-            keep = xp.asarray(np.where(self.keep >= 0, self.keep - ka, -1))
-            traj = o["traj"][:, ka:kb] if own else buf[:, :kb - ka]
-            self._launch(a, b, keep, (traj, o["energy"][:, ka:kb], o["grad_norm"][:, ka:kb],
-                                      o["accepted"][:, ka:kb], self.no_moments) + tail)
-            if kb > ka:
-                kept_moments(traj, o["mean"][ka:kb], o["var"][ka:kb])
-            a = b
-        self.done = s1
+                if not own and buf is None:
+                    buf = xp.empty((n, min(per_launch, o["mean"].shape[0]), d),
+                                   self.X.dtype)
+                traj = o["traj"][:, ka:kb] if own else buf[:, :kb - ka]
+                self._launch(b - a, xp.asarray(np.where(keep >= 0, keep - ka, -1)), extra,
+                             (traj, o["energy"][:, ka:kb], o["grad_norm"][:, ka:kb],
+                              o["accepted"][:, ka:kb], self.no_moments) + tail)
+                if kb > ka:
+                    kept_moments(traj, o["mean"][ka:kb], o["var"][ka:kb])
+            _record_step_sizes(o, keep, sched)
+            a = self.done = b
         self.sync()
 
     def sync(self):
         """Wait for the launches: the driver sizes chunks by their time, and a chunk's
         end is where progress is reported and Ctrl-C lands."""
         self.backend.synchronize()
-
-    def set_step_size(self, s, arrays):
-        for name, value in arrays.items():
-            self.sched[name][s] = value[0]
-        self.extra = self._extra()
 
     def store(self, st):
         st.x = self.X

@@ -21,6 +21,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
+from .. import _numba_cache  # noqa: F401  (installs npebm's cache locator: before cache=True)
 from .. import _philox
 from .._philox import inline_on_cpu
 from ..energies import _kernels as _energy_kernels
@@ -122,7 +123,7 @@ def copy_row(src, dst, r):
 def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, moments):
     """Write chain ``c`` (row ``r`` of block ``b``) into the outputs at kept index ``k``.
 
-    Zero-size outputs were not asked for and are skipped.  ``moments[b, k]`` holds the
+    Zero-size outputs were not asked for and are skipped.  ``moments[b, slot]`` holds the
     block's float64 (shift, sum of x - shift, sum of (x - shift)^2) per coordinate, the
     shift being the block's first chain; blocks are combined afterwards in block order
     (Chan et al.), so the mean and variance across chains neither lose precision to a
@@ -139,10 +140,13 @@ def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, momen
             gn += np.float64(gb[r, j]) * np.float64(gb[r, j])
         gn_out[c, k] = math.sqrt(gn)
         acc_out[c, k] = accepted
+        # The driver combines a bounded number of kept steps at a time: kept step k
+        # sums into slot k % slots.
+        slot = k % moments.shape[1] if moments.shape[0] != 0 else 0
         for j in range(d if moments.shape[0] != 0 else 0):
             v = np.float64(xb[r, j])
             if r == 0:
-                moments[b, k, 0, j] = v
-            v -= moments[b, k, 0, j]
-            moments[b, k, 1, j] += v
-            moments[b, k, 2, j] += v * v
+                moments[b, slot, 0, j] = v
+            v -= moments[b, slot, 0, j]
+            moments[b, slot, 1, j] += v
+            moments[b, slot, 2, j] += v * v

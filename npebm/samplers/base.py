@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from ..energies.base import Energy
 from ..random import INIT, NOISE, key_from_seed
 from ..schedulers import as_scheduler
 
-__all__ = ["BaseSampler", "ChainSampler"]
+__all__ = ["BaseSampler", "ChainSampler", "InsufficientMemoryError", "SamplingWarning"]
 
 #: Seconds of work per compiled chunk: progress updates and Ctrl-C happen between chunks.
 CHUNK_SECONDS = 0.25
@@ -31,6 +33,34 @@ FIRST_CHUNK = 10
 SMALL_RUN = 2_000_000
 #: An energy error beyond this rejects an HMC proposal as a divergence.
 DIVERGENCE_THRESHOLD = 1000.0
+#: Most steps in one chunk: the per-step arrays of a chunk stay a few MB.
+MAX_CHUNK = 1 << 18
+#: Bytes of per-block moment sums held at once; kept steps beyond combine in pieces.
+MOMENT_BYTES = 32 << 20
+#: Steps whose scheduled values are checked before a run starts (later ones as it runs).
+CHECKED_STEPS = 10_000_000
+#: Steps of schedule evaluated at once when checking.
+SCHEDULE_PIECE = 1 << 16
+#: A run warns when more than this fraction of its proposals diverged.
+DIVERGENCE_WARNING = 0.01
+#: Runs of at least this many steps warn about chains that never accepted a proposal
+#: (fewer steps can legitimately reject every proposal of a chain).
+STUCK_STEPS = 50
+#: Chain streams are indexed by 32 bits.
+MAX_CHAINS = 2**32
+
+
+class SamplingWarning(UserWarning):
+    """A run finished, but some chains did not sample: they diverged, never accepted a
+    proposal, or started where the energy is not finite."""
+
+
+class NonFiniteStartError(ValueError):
+    """No chain of a run starts where the energy and its gradient are finite."""
+
+
+class InsufficientMemoryError(MemoryError, ValueError):
+    """A run whose arrays cannot fit in memory, refused before anything is allocated."""
 
 
 # ----------------------------------------------------------------------------- checks
@@ -73,6 +103,55 @@ def _check_bool(value, name):
     return bool(value)
 
 
+def _is_torch_module(value):
+    # By the class hierarchy's module names: torch is never imported to find out.
+    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module"
+               for c in type(value).__mro__)
+
+
+def _torch_to_array(value, name, device):
+    """A torch tensor as a NumPy array (CPU) or, on a GPU, as is (it has the CUDA array
+    interface); anything else unchanged."""
+    if type(value).__module__.split(".")[0] != "torch":
+        return value
+    if getattr(value, "is_cuda", False):
+        if device == "cpu":
+            raise TypeError(f"{name} is a torch tensor on the GPU but the sampler runs on "
+                            "device='cpu'; pass x.cpu(), or use device='cuda'")
+        return value.detach()
+    return value.detach().cpu().numpy()
+
+
+def _check_chain_count(n, chain_offset, name):
+    if chain_offset + n > MAX_CHAINS:
+        start = f" from chain_offset={chain_offset}" if chain_offset else ""
+        what = f"{name} gives {n} chains{start}"
+        raise ValueError(f"{what}, but at most 2**32 chains have random streams")
+
+
+def _memory_limit(backend):
+    """``(bytes, where)``: the memory of the sampler's device, or (None, "") if unknown."""
+    if backend.name == "cuda" and not getattr(backend, "simulated", True):
+        try:
+            with backend.context():
+                return backend.xp.cuda.runtime.memGetInfo()[1], f"{backend.device}"
+        except Exception:  # the allocation itself will tell
+            return None, ""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None, ""
+
+
+class _Plan:
+    """What a run keeps: ``n_kept`` steps, with a trajectory and/or diagnostics."""
+
+    def __init__(self, n_kept, trajectory, diagnostics):
+        self.n_kept = n_kept
+        self.trajectory = trajectory
+        self.diagnostics = diagnostics
+
+
 def _resolve_energy(energy, model, energy_function):
     given = [(n, v) for n, v in (("energy", energy), ("model", model),
                                  ("energy_function", energy_function)) if v is not None]
@@ -83,6 +162,10 @@ def _resolve_energy(energy, model, energy_function):
         raise TypeError(f"got both {given[0][0]!r} and {given[1][0]!r}; they are aliases, "
                         "pass one")
     name, value = given[0]
+    if _is_torch_module(value):
+        from ..adapters.torch import TorchEnergy
+
+        value = TorchEnergy(value)
     if not isinstance(value, Energy):
         raise TypeError(f"{name} must be an npebm Energy (a built-in, an Energy subclass, a "
                         f"CompiledEnergy or a TorchEnergy), got {type(value).__name__}")
@@ -206,6 +289,7 @@ class _RunState:
         self.key = key
         self.step = step
         self.chain_offset = chain_offset
+        self.eg = None  # energies and gradients at x when known, for the runner to reuse
 
 
 class ChainSampler(BaseSampler):
@@ -235,8 +319,11 @@ class ChainSampler(BaseSampler):
         Parameters
         ----------
         x : array_like, shape (n_samples, dim) or (dim,), optional
-            Initial states; a 1-D ``x`` is one chain (results then drop the chain
-            axis).  None draws N(0, I) from each chain's own stream.  Never modified.
+            Initial states; a 1-D ``x`` is one chain, whose results keep the chain
+            axis as TorchEBM's do: ``(1, dim)``, ``(1, n_kept, dim)``.  A CPU torch
+            tensor is read as a NumPy array (its dtype kept); results are NumPy (CuPy
+            on a GPU).  None draws N(0, I) from each chain's own stream.  Never
+            modified.
         dim : int, optional
             The dimension when ``x`` is None and the energy does not fix it.
         n_samples : int, optional
@@ -287,7 +374,18 @@ class ChainSampler(BaseSampler):
         Raises
         ------
         TypeError, ValueError
-            For a bad argument, before any work, naming it.
+            For a bad argument, before any work, naming it; also when the energy is not
+            finite at the starting state of every chain.
+        InsufficientMemoryError
+            A ``MemoryError`` (and ``ValueError``) raised before anything is allocated
+            when the run's arrays cannot fit in the device's memory.
+
+        Warns
+        -----
+        SamplingWarning
+            Chains whose energy is not finite at the start; at the end of a run, more
+            than 1 % of proposals diverged, or chains never accepted a proposal in 50
+            steps or more.
         KeyboardInterrupt
             Ctrl-C stops the run between chunks of steps; the chains' state so far is
             kept, so ``sample(..., resume=True)`` continues from there.
@@ -300,24 +398,26 @@ class ChainSampler(BaseSampler):
         progress = _check_bool(progress, "progress")
         resume = _check_bool(resume, "resume")
         chain_offset = check_int(chain_offset, "chain_offset", 0)
-        single = x is not None and np.ndim(x) == 1
+        adapt = self._check_adapt(adapt, burn_in)
+        plan = _Plan(n_steps // thin, return_trajectory, return_diagnostics)
         if resume:
             st = self._resume_state(x, dim, n_samples, seed, chain_offset)
-            single = getattr(self, "_single", False)
+            self._check_memory(st.x.shape[0], st.x.shape[1], st.x.dtype, plan)
         else:
-            st, single = self._fresh_state(x, dim, n_samples, seed, chain_offset)
-        adapt = self._check_adapt(adapt, burn_in)
+            st = self._fresh_state(x, dim, n_samples, seed, chain_offset, plan)
+        n_total = burn_in + n_steps
+        self._check_schedules(st.step, n_total, st.x.dtype)
+        if not resume:
+            self._check_start(st)
         if adapt is not None:
             # Burn-in runs step by step here; what follows is an ordinary run.
             self._adapt(st, burn_in, adapt)
             st = self._resume_state(None, None, None, None, 0)
-            burn_in = 0
-        n_total = burn_in + n_steps
-        sched = self._schedules(st.step, n_total)
-        result = self._run(st, sched, burn_in, n_steps, thin, return_trajectory,
-                           return_diagnostics, progress)
-        self._single = single
-        return self._package(result, single, return_trajectory, return_diagnostics, adapt)
+            burn_in, n_total = 0, n_steps
+        result = self._run(st, self._schedule_from(st.step), burn_in, n_steps, thin,
+                           return_trajectory, return_diagnostics, progress)
+        self._warn_about_run(result[0], n_total)
+        return self._package(result, return_trajectory, return_diagnostics, adapt)
 
     def get_state(self):
         """Where the chains stand, as a dict of NumPy arrays (``np.savez``-able).
@@ -333,7 +433,7 @@ class ChainSampler(BaseSampler):
         return {"x": np.array(to_numpy(st.x)), "pos": np.array(to_numpy(st.pos)),
                 "key": st.key.copy(),
                 "step": np.int64(st.step), "chain_offset": np.int64(st.chain_offset),
-                "single": np.bool_(getattr(self, "_single", False)),
+                "sampler": np.str_(type(self).__name__),
                 "step_size": np.float64(self._constant_step_size())}
 
     def set_state(self, state):
@@ -344,9 +444,9 @@ class ChainSampler(BaseSampler):
             key = np.array(state["key"])
             step = int(state["step"])
             chain_offset = int(state["chain_offset"])
-            single = bool(state["single"]) if "single" in state else False
         except (KeyError, TypeError) as exc:
             raise ValueError(f"state must be a dict from get_state(); {exc}") from None
+        self._check_state_kind(state)
         if x.ndim != 2 or x.dtype.kind != "f" or x.dtype not in (np.float32, np.float64):
             raise ValueError(f"state['x'] must be a float32/float64 (n, dim) array, got "
                              f"{x.dtype} {x.shape}")
@@ -362,12 +462,27 @@ class ChainSampler(BaseSampler):
         self._state = _RunState(self.backend.asarray(x, dtype=x.dtype, name="state['x']"),
                                 self._on_device(pos.astype(np.uint64)), key, step,
                                 chain_offset)
-        self._single = single
         step_size = state.get("step_size") if hasattr(state, "get") else None
         if step_size is not None and np.isfinite(step_size):
             from ..schedulers import ConstantScheduler
 
             self.schedulers["step_size"] = ConstantScheduler(float(step_size))
+
+    #: Keys of get_state() that only some samplers write (a state carrying one of them
+    #: belongs to a sampler that has it).
+    _STATE_KEYS = ()
+
+    def _check_state_kind(self, state):
+        """Refuse a state saved by another kind of sampler (an HMC state in MALA, say)."""
+        saved = state.get("sampler") if hasattr(state, "get") else None
+        if saved is not None:
+            saved = str(np.asarray(saved))
+        own = type(self).__name__
+        foreign = [k for k in ("mass",) if k in state and k not in self._STATE_KEYS]
+        if (saved is not None and saved != own) or foreign:
+            origin = saved or f"a sampler with {foreign[0]!r}"
+            raise ValueError(f"state was saved by {origin}, not {own}: load it into a "
+                             f"{saved or 'sampler of that kind'}")
 
     def _constant_step_size(self):
         """The step size when it is constant (e.g. adapted), else NaN (a schedule)."""
@@ -399,7 +514,7 @@ class ChainSampler(BaseSampler):
             raise ValueError(f"{type(e).__name__} needs dim >= {e.min_dim}, got {name} with "
                              f"dim {dim}")
 
-    def _fresh_state(self, x, dim, n_samples, seed, chain_offset):
+    def _fresh_state(self, x, dim, n_samples, seed, chain_offset, plan=None):
         if n_samples is not None:
             n_samples = check_int(n_samples, "n_samples", 1)
         if dim is not None:
@@ -413,29 +528,37 @@ class ChainSampler(BaseSampler):
             self._check_dim(dim, "dim")
             dtype = self.dtype or np.dtype(np.float64)
             n = 1 if n_samples is None else n_samples
+            _check_chain_count(n, chain_offset, "n_samples")
+            if plan is not None:
+                self._check_memory(n, dim, dtype, plan)
             x0 = self._draw_initial(key, n, dim, chain_offset, dtype)
-            single = False
         else:
-            x0, single = self._check_x(x, dim, n_samples)
+            x0 = self._check_x(x, dim, n_samples)
+            _check_chain_count(x0.shape[0], chain_offset, "x")
+            if plan is not None:
+                self._check_memory(x0.shape[0], x0.shape[1], x0.dtype, plan)
         pos = self._on_device(np.zeros(x0.shape[0], np.uint64))
-        return _RunState(x0, pos, key, 0, chain_offset), single
+        return _RunState(x0, pos, key, 0, chain_offset)
 
     def _check_x(self, x, dim, n_samples):
+        """``x`` checked and copied onto the sampler's device, as ``(n_samples, dim)``:
+        a 1-D ``x`` is one chain, and results keep its chain axis (as TorchEBM's do)."""
+        x = _torch_to_array(x, "x", self.device)
         on_gpu = hasattr(x, "__cuda_array_interface__")
-        if type(x).__module__.startswith("torch") or (on_gpu and self.device == "cpu"):
-            raise TypeError(f"x must be a NumPy array (or list) on device={self.device!r}; "
-                            "use npebm.to_numpy(x) first")
+        if on_gpu and self.device == "cpu":
+            raise TypeError(f"x is a GPU array but the sampler runs on device={self.device!r};"
+                            " use npebm.to_numpy(x), or device='cuda'")
         arr = x if on_gpu else np.asarray(x)
         xp = array_namespace(arr)
         if (isinstance(x, np.ndarray) or on_gpu) and arr.dtype.kind not in "f":
             raise TypeError(f"x must hold floating-point numbers, got dtype {arr.dtype}")
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"x must hold real numbers, got dtype {arr.dtype}")
+        if arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
+            raise TypeError(f"x must be float32 or float64, got {arr.dtype}")
         if arr.ndim == 1:
-            arr, single = arr[None, :], True
-        elif arr.ndim == 2:
-            single = False
-        else:
+            arr = arr[None, :]
+        elif arr.ndim != 2:
             raise ValueError(f"x must have shape (n_samples, dim) or (dim,), got {arr.shape}")
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(f"x must hold at least one chain of dim >= 1, got {arr.shape}")
@@ -453,7 +576,7 @@ class ChainSampler(BaseSampler):
         # A copy on the sampler's device: the caller's x is never touched.
         with self.backend.context():
             x0 = self.backend.xp.array(arr, dtype=dtype, order="C")
-        return x0, single
+        return x0
 
     def _draw_initial(self, key, n, dim, chain_offset, dtype):
         from ..random import ChainStreams
@@ -512,7 +635,7 @@ class ChainSampler(BaseSampler):
         from ..schedulers import ConstantScheduler
 
         self.schedulers["step_size"] = ConstantScheduler(step_size)
-        out = self._run(st, self._schedules(st.step, 1), 0, 1, 1, False, False, False)[0]
+        out = self._run(st, self._schedule_from(st.step), 0, 1, 1, False, False, False)[0]
         return float(out["alpha"].mean())
 
     def _trial(self, st, step_size):
@@ -547,15 +670,15 @@ class ChainSampler(BaseSampler):
         ends = {end: start for start, end in windows}
         starts = {start for start, _ in windows}
         estimate = None
-        # One runner for all of burn-in, its schedule written a step ahead: a step then
-        # costs a kernel call, not a driver's set-up (and not a fresh gradient).
-        runner, out = self._runner(st, self._step_arrays(np.full(burn_in, step)), 0, False,
-                                   False)
+        # One runner for all of burn-in, each step run with the step size of the moment:
+        # a step then costs a kernel call, not a driver's set-up (nor a fresh gradient).
+        runner, out = self._runner(
+            st, lambda s0, s1: self._step_arrays(np.array([averaging.step_size])), 0,
+            False, False)
         self._state = st
         for i in range(burn_in):
             if i in starts:
                 estimate = Welford(st.x.shape[1], dense=adapt == "dense")
-            runner.set_step_size(i, self._step_arrays(np.array([averaging.step_size])))
             runner(i, i + 1, burn_in, 1)
             averaging.update(float(out["alpha"].mean()))
             if estimate is not None:
@@ -572,9 +695,105 @@ class ChainSampler(BaseSampler):
         self._state = st
 
     # ------------------------------------------------------------------ running
-    def _runner(self, st, sched, n_kept, want_traj, want_diag):
+    def _schedule_from(self, start):
+        """``schedule(s0, s1)``: the schedules' arrays for steps ``s0 .. s1 - 1`` of a run
+        whose step 0 is the sampler's step ``start``, computed a chunk at a time so that
+        memory does not grow with ``n_steps``."""
+        return lambda s0, s1: self._schedules(start + s0, s1 - s0)
+
+    def _check_schedules(self, start, n, dtype):
+        """Every scheduled value of steps ``start .. start + n - 1`` valid in ``dtype``,
+        checked before any work; long runs are checked a piece at a time, and beyond
+        :data:`CHECKED_STEPS` steps as they run."""
+        limit = np.finfo(dtype).max
+        for a in range(start, start + min(n, CHECKED_STEPS), SCHEDULE_PIECE):
+            b = min(start + min(n, CHECKED_STEPS), a + SCHEDULE_PIECE)
+            for name, values in self._schedules(a, b - a).items():
+                big = np.abs(values) > limit
+                if big.any():
+                    i = int(np.argmax(big))
+                    raise ValueError(
+                        f"{name}={values[i]:g} at step {a + i} overflows {np.dtype(dtype)} "
+                        f"(largest {limit:.3g}); use a smaller value or dtype=np.float64")
+
+    def _evaluate_start(self, x):
+        """Energies and gradients at ``x`` on the sampler's device, in ``x``'s dtype."""
+        if self.energy.is_compiled:
+            return self.backend.evaluate(self.energy, x)
+        return self._evaluate(x)
+
+    def _check_start(self, st):
+        """Evaluate the energy at the starting states (the run reuses it): refuse a start
+        where no chain has a finite energy and gradient, warn naming the chains that do
+        not."""
+        with self.backend.context():
+            e, g = self._evaluate_start(st.x)
+            xp = array_namespace(e)
+            finite = to_numpy(xp.isfinite(e) & xp.all(xp.isfinite(g), axis=1))
+        st.eg = (e, g)
+        bad = np.flatnonzero(~finite)
+        if len(bad) == 0:
+            return
+        n = len(finite)
+        what = f"{type(self.energy).__name__}'s energy or gradient"
+        # A shard of a distributed run sees only its chains: it warns, never refuses.
+        if len(bad) == n and getattr(self, "_shard_rows", None) is None:
+            raise NonFiniteStartError(
+                f"x: {what} is NaN or inf at the starting state of every chain "
+                f"({n}, first chain 0); start where the energy is finite")
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        warnings.warn(f"{what} is NaN or inf at the start of {len(bad)} of {n} chains "
+                      f"({shown}); each step that cannot leave such a state counts as a "
+                      "divergence", SamplingWarning, stacklevel=3)
+
+    def _warn_about_run(self, out, n_total):
+        """Warn once, with the numbers, when many proposals diverged or some chains never
+        accepted one."""
+        div = to_numpy(out["divergences"])
+        n = len(div)
+        n_tried = n * n_total
+        advice = ("a smaller step_size, adapt='step_size' with a burn_in, or a different "
+                  "start" if hasattr(self, "target_accept") else
+                  "a smaller step_size or a different start")
+        if div.sum() > DIVERGENCE_WARNING * n_tried:
+            chains = int(np.count_nonzero(div))
+            warnings.warn(f"{div.sum() / n_tried:.1%} of proposals diverged ({int(div.sum())}"
+                          f" of {n_tried}, in {chains} of {n} chains); try {advice}",
+                          SamplingWarning, stacklevel=3)
+        if n_total >= STUCK_STEPS:
+            stuck = np.flatnonzero(to_numpy(out["n_accepted"]) == 0)
+            if len(stuck):
+                shown = ", ".join(map(str, stuck[:5])) + (", ..." if len(stuck) > 5 else "")
+                warnings.warn(f"{len(stuck)} of {n} chains never accepted a proposal in "
+                              f"{n_total} steps (chains {shown}); they are stuck where they "
+                              f"started: try {advice}", SamplingWarning, stacklevel=3)
+
+    def _check_memory(self, n, d, dtype, plan):
+        """Refuse, before allocating anything, a run whose arrays cannot fit in memory."""
+        item = np.dtype(dtype).itemsize
+        n_kept = plan.n_kept
+        parts = {
+            # states, gradients and energies, their proposals and the run's copies
+            "the chains' states (n_samples)": 8 * n * d * item + 64 * n,
+            "the trajectory (return_trajectory=True; thin=, n_steps=, n_samples=)":
+                n * n_kept * d * item if plan.trajectory else 0,
+            "the diagnostics (return_diagnostics=True; thin=, n_steps=, n_samples=)":
+                n * n_kept * (item + 9) + n_kept * d * 16 if plan.diagnostics else 0,
+        }
+        need = sum(parts.values())
+        limit, where = _memory_limit(self.backend)
+        if limit is None or need <= limit:
+            return
+        name, size = max(parts.items(), key=lambda kv: kv[1])
+        what, _, change = name.partition(" (")
+        raise InsufficientMemoryError(
+            f"this run needs about {need / 2**30:.1f} GiB ({what}: {size / 2**30:.1f} GiB) "
+            f"but {where} has {limit / 2**30:.1f} GiB; change {change[:-1]}")
+
+    def _runner(self, st, schedule, n_kept, want_traj, want_diag):
         """The runner of a run from ``st`` keeping ``n_kept`` steps, and the output arrays
-        it fills (on the sampler's device)."""
+        it fills (on the sampler's device).  ``schedule(s0, s1)`` gives the schedules'
+        arrays of steps ``s0 .. s1 - 1``."""
         n, d = st.x.shape
         dtype = st.x.dtype
         fused = self.energy.is_compiled
@@ -596,34 +815,40 @@ class ChainSampler(BaseSampler):
                 "n_accepted": xp.zeros(n, np.int64),
                 "alpha": xp.zeros(n, np.float64),  # acceptance probability of the last step
             }
-            if fused and cuda:
-                out["mean"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
-                out["var"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
-            else:
+            out["mean"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
+            out["var"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
+            if not (fused and cuda):
+                # Per-block shifted sums of a bounded number of kept steps (slots), each
+                # combined into mean and var once all blocks have passed it; a shard of a
+                # distributed run keeps all of them for the gather to combine.
+                shard = getattr(self, "_shard_rows", None) is not None
+                slots = n_kept if shard else min(
+                    n_kept, max(1, MOMENT_BYTES // (n_blocks * 3 * d * 8)))
                 out["moments"] = xp.zeros(
-                    (n_blocks, n_kept, 3, d) if want_diag else (0, 0, 3, d), np.float64)
+                    (n_blocks, slots, 3, d) if want_diag else (0, 0, 3, d), np.float64)
+        out["step_size"] = np.empty(n_kept if want_diag else 0)
         out["rows"] = rows
         if fused and cuda:
             from ._cuda import CudaRunner
 
-            runner = CudaRunner(self, st, sched, out, self.backend)
+            runner = CudaRunner(self, st, schedule, out, self.backend)
         elif fused:
-            runner = _FusedRunner(self, st, sched, out, rows)
+            runner = _FusedRunner(self, st, schedule, out, rows)
         else:
-            runner = _VectorRunner(self, st, sched, out)
+            runner = _VectorRunner(self, st, schedule, out)
         return runner, out
 
-    def _run(self, st, sched, burn_in, n_steps, thin, want_traj, want_diag, progress):
+    def _run(self, st, schedule, burn_in, n_steps, thin, want_traj, want_diag, progress):
         n, d = st.x.shape
         n_total = burn_in + n_steps
         n_kept = n_steps // thin
-        runner, out = self._runner(st, sched, n_kept, want_traj, want_diag)
+        runner, out = self._runner(st, schedule, n_kept, want_traj, want_diag)
         bar = _Progress(n * n_total, progress)
         done = 0
         # Small runs go in one chunk (a chunk costs a kernel call and a thread hand-off);
         # others start with a short one to time a step, then take CHUNK_SECONDS each.
         small = n * d * n_total <= SMALL_RUN
-        chunk = n_total if small else min(n_total, FIRST_CHUNK)
+        chunk = min(n_total, MAX_CHUNK) if small else min(n_total, FIRST_CHUNK)
         try:
             while done < n_total:
                 start = time.perf_counter()
@@ -632,32 +857,24 @@ class ChainSampler(BaseSampler):
                 done = runner.done
                 bar.update(n * done)
                 per_step = max(elapsed / max(chunk, 1), 1e-9)
-                chunk = int(min(n_total - done, max(FIRST_CHUNK, CHUNK_SECONDS / per_step)))
+                chunk = int(min(n_total - done, MAX_CHUNK,
+                                max(FIRST_CHUNK, CHUNK_SECONDS / per_step)))
         finally:
             # Reached on Ctrl-C too: the chains' state after the last finished chunk.
             bar.close()
             runner.store(st)
             st.step += runner.done
             self._state = st
-        return out, sched, burn_in, thin, n_kept
+        return out, n_kept
 
-    def _package(self, result, single, want_traj, want_diag, adapt=None):
-        out, sched, burn_in, thin, n_kept = result
+    def _package(self, result, want_traj, want_diag, adapt=None):
+        out, n_kept = result
         st = self._state
         samples = out["traj"] if want_traj else st.x.copy()
-        if single:
-            samples = samples[0]
         if not want_diag:
             return samples
-        kept = burn_in + thin * np.arange(1, n_kept + 1) - 1
         xp = array_namespace(st.x)
-        if "moments" in out:
-            counts = np.diff(np.append(np.arange(0, st.x.shape[0], out["rows"]),
-                                       st.x.shape[0]))
-            mean, var = _combine_moments(to_numpy(out["moments"]), counts)
-            mean, var = self._on_device(mean), self._on_device(var)
-        else:
-            mean, var = out["mean"], out["var"]
+        mean, var = out["mean"], out["var"]
         accepted = out["accepted"].T.astype(bool)
         diag = Diagnostics(
             energy=xp.ascontiguousarray(out["energy"].T),
@@ -665,7 +882,7 @@ class ChainSampler(BaseSampler):
             mean=mean.astype(st.x.dtype),
             var=var.astype(st.x.dtype),
             grad_norm=xp.ascontiguousarray(out["grad_norm"].T),
-            step_size=self._on_device(sched["step_size"][kept]),
+            step_size=self._on_device(out["step_size"]),
             divergences=out["divergences"],
             accepted=accepted,
             n_accepted=out["n_accepted"],
@@ -686,10 +903,49 @@ class ChainSampler(BaseSampler):
         return samples, diag
 
 
-def kept_indices(n_total, burn_in, thin):
-    """Per step: its index among the kept steps, or -1 (a lookup beats a division)."""
-    t = np.arange(n_total, dtype=np.int64) - burn_in + 1
+def kept_indices(s0, s1, burn_in, thin):
+    """Per step ``s0 .. s1 - 1``: its index among the kept steps, or -1 (a lookup beats a
+    division in the kernels)."""
+    t = np.arange(s0, s1, dtype=np.int64) - burn_in + 1
     return np.where((t > 0) & (t % thin == 0), t // thin - 1, -1).astype(np.int64)
+
+
+def _slots(out):
+    """Kept steps a piece of a run may hold: the moment buffer's slots, when there is one."""
+    moments = out.get("moments")
+    return moments.shape[1] if moments is not None and moments.size else None
+
+
+def _kept_piece(s0, s1, burn_in, thin, slots):
+    """``(s1', keep)``: the steps ``s0 .. s1' - 1`` (``s1' <= s1``) that keep at most
+    ``slots`` states, and their :func:`kept_indices`."""
+    keep = kept_indices(s0, s1, burn_in, thin)
+    kept = np.flatnonzero(keep >= 0)
+    if slots is not None and len(kept) > slots:
+        cut = int(kept[slots])
+        return s0 + cut, keep[:cut]
+    return s1, keep
+
+
+def _combine_kept(out, keep, n, device):
+    """Mean and var across chains of the kept steps in ``keep``, from their per-block
+    sums (slot ``k % slots`` of ``out["moments"]``), in block order."""
+    ks = keep[keep >= 0]
+    moments = out["moments"]
+    if len(ks) == 0 or moments.shape[0] == 0:
+        return
+    counts = np.diff(np.append(np.arange(0, n, out["rows"]), n))
+    slots = ks % moments.shape[1]
+    mean, var = _combine_moments(to_numpy(moments[:, slots]), counts)
+    out["mean"][ks] = device(mean)
+    out["var"][ks] = device(var)
+
+
+def _record_step_sizes(out, keep, sched):
+    """The step size of each kept step, from the piece's schedule arrays."""
+    if out["step_size"].shape[0]:
+        at = keep >= 0
+        out["step_size"][keep[at]] = sched["step_size"][at]
 
 
 def _rows_per_block(n):
@@ -728,9 +984,14 @@ def _combine_moments(moments, counts):
 
 
 class _FusedRunner:
-    """Runs chunks of steps through the sampler's compiled kernel."""
+    """Runs chunks of steps through the sampler's compiled kernel.
 
-    def __init__(self, sampler, st, sched, out, rows):
+    Each call runs steps ``s0 .. s1 - 1`` in pieces that keep at most as many states as
+    the moment buffer has slots; a piece's schedules are computed for it alone, and
+    passed to the kernel as steps ``0 .. s1' - s0 - 1``.
+    """
+
+    def __init__(self, sampler, st, schedule, out, rows):
         energy = sampler.energy
         dtype = st.x.dtype
         kernel, block, params = _kernel_for(sampler, energy, dtype)
@@ -740,40 +1001,41 @@ class _FusedRunner:
         self.st = st
         self.rows = rows
         self.X = st.x  # the driver's own copy, advanced in place
-        self.G = np.empty_like(st.x)
-        self.E = np.empty(st.x.shape[0], dtype)
+        eg, st.eg = st.eg, None
+        self.have_grad = eg is not None
+        self.E, self.G = eg if eg is not None else (np.empty(st.x.shape[0], dtype),
+                                                    np.empty_like(st.x))
         self.pos = st.pos
         self.key = st.key
         self.sampler = sampler
-        self.sched = sched
-        self.extra = sampler._kernel_args(sched, dtype, st.x.shape[1])
-        self.keep = None
+        self.schedule = schedule
         self.out = out
-        self.have_grad = False
         self.progress = np.zeros(1, np.int64)
         self.done = 0
 
     def __call__(self, s0, s1, burn_in, thin):
-        o = self.out
-        if self.keep is None:
-            self.keep = kept_indices(len(self.extra[0]), burn_in, thin)
-        args = (self.block, self.params, self.X, self.G, self.E, self.have_grad, self.pos,
-                self.key, np.int64(self.st.chain_offset), np.int64(self.rows),
-                np.int64(s0), np.int64(s1), self.keep,
-                *self.extra, o["traj"], o["energy"], o["grad_norm"], o["accepted"],
-                o["moments"], o["divergences"], o["n_accepted"], o["alpha"], self.progress)
         from .._threads import run_blocks
 
-        run_blocks(self.kernel, -(-self.X.shape[0] // self.rows), *args)
-        self.have_grad = True
-        self.done = int(self.progress[0])
-
-    def set_step_size(self, s, arrays):
-        """Write step ``s``'s schedule values (``arrays``: the sampler's length-1 step
-        arrays) and refresh the kernel arguments (the mass may have changed too)."""
-        for name, value in arrays.items():
-            self.sched[name][s] = value[0]
-        self.extra = self.sampler._kernel_args(self.sched, self.X.dtype, self.X.shape[1])
+        o = self.out
+        n, d = self.X.shape
+        slots = _slots(o)
+        a = s0
+        while a < s1:
+            b, keep = _kept_piece(a, s1, burn_in, thin, slots)
+            sched = self.schedule(a, b)
+            extra = self.sampler._kernel_args(sched, self.X.dtype, d)
+            if slots:
+                o["moments"][:, keep[keep >= 0] % slots] = 0.0
+            args = (self.block, self.params, self.X, self.G, self.E, self.have_grad,
+                    self.pos, self.key, np.int64(self.st.chain_offset), np.int64(self.rows),
+                    np.int64(0), np.int64(b - a), keep, *extra, o["traj"], o["energy"],
+                    o["grad_norm"], o["accepted"], o["moments"], o["divergences"],
+                    o["n_accepted"], o["alpha"], self.progress)
+            run_blocks(self.kernel, -(-n // self.rows), *args)
+            self.have_grad = True
+            _combine_kept(o, keep, n, self.sampler._on_device)
+            _record_step_sizes(o, keep, sched)
+            a = self.done = b
 
     def store(self, st):
         st.x = self.X
@@ -783,14 +1045,14 @@ class _FusedRunner:
 class _VectorRunner:
     """Runs steps as array operations over all chains (energies that are not compiled)."""
 
-    def __init__(self, sampler, st, sched, out):
+    def __init__(self, sampler, st, schedule, out):
         self.sampler = sampler
         self.st = st
-        self.sched = sched
+        self.schedule = schedule
         self.out = out
         self.x = st.x
-        self.e = None
-        self.g = None
+        self.e, self.g = st.eg if st.eg is not None else (None, None)
+        st.eg = None
         self.done = 0
 
     def __call__(self, s0, s1, burn_in, thin):
@@ -804,15 +1066,25 @@ class _VectorRunner:
         else:
             fills = _philox
         streams = _Streams(fills, st.key, st.chain_offset, st.pos)
-        for s in range(s0, s1):
-            accepted, diverged, alpha = self.sampler._vector_step(self, s, self.sched, streams)
-            out["alpha"][:] = alpha
-            out["divergences"] += diverged
-            out["n_accepted"] += accepted
-            t = s - burn_in + 1
-            if t > 0 and t % thin == 0:
-                self._record(t // thin - 1, accepted)
-            self.done = s + 1
+        slots = _slots(out)
+        a = s0
+        while a < s1:
+            b, keep = _kept_piece(a, s1, burn_in, thin, slots)
+            sched = self.schedule(a, b)
+            if slots:
+                out["moments"][:, keep[keep >= 0] % slots] = 0.0
+            for s in range(a, b):
+                accepted, diverged, alpha = self.sampler._vector_step(self, s - a, sched,
+                                                                      streams)
+                out["alpha"][:] = alpha
+                out["divergences"] += diverged
+                out["n_accepted"] += accepted
+                if keep[s - a] >= 0:
+                    self._record(int(keep[s - a]), accepted)
+                self.done = s + 1
+            _combine_kept(out, keep, self.x.shape[0], self.sampler._on_device)
+            _record_step_sizes(out, keep, sched)
+            a = b
 
     def _record(self, k, accepted):
         out = self.out
@@ -826,14 +1098,10 @@ class _VectorRunner:
             x = self.x.astype(np.float64)
             shift = x[0]
             dx = x - shift
-            out["moments"][0, k, 0] = shift
-            out["moments"][0, k, 1] = dx.sum(axis=0)
-            out["moments"][0, k, 2] = (dx * dx).sum(axis=0)
-
-    def set_step_size(self, s, arrays):
-        """Write step ``s``'s schedule values (see :meth:`_FusedRunner.set_step_size`)."""
-        for name, value in arrays.items():
-            self.sched[name][s] = value[0]
+            slot = k % out["moments"].shape[1]
+            out["moments"][0, slot, 0] = shift
+            out["moments"][0, slot, 1] = dx.sum(axis=0)
+            out["moments"][0, slot, 2] = (dx * dx).sum(axis=0)
 
     def store(self, st):
         st.x = self.x

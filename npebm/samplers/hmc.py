@@ -333,6 +333,8 @@ class HamiltonianMonteCarlo(ChainSampler):
         self._mass_kind, self._mass = _check_mass(value)
         self._mass_cache = None  # factorisations of the previous mass
 
+    _STATE_KEYS = ("mass",)
+
     def _set_mass(self, mass):
         self.mass = mass
 
