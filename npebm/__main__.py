@@ -12,7 +12,9 @@ Subcommands:
     sampler and writes the samples, optionally the trajectory and the diagnostics, and
     the run's settings to ``--out``; ``--checkpoint FILE --checkpoint-every N`` saves
     crash-safe checkpoints (:mod:`npebm.io`) and ``--resume FILE`` continues a killed
-    run to the same result, bit for bit.
+    run to the same result, bit for bit.  Chains start from N(0, 0.1² I); MALA and HMC
+    tune their step size in a burn-in unless ``--step-size`` is given; chains that never
+    moved are reported, and every output path is checked before any sampling.
 ``bench``
     A quick run of ``benchmarks/bench_samplers.py`` (in a source checkout), or a small
     built-in timing of the three samplers.
@@ -21,7 +23,8 @@ Subcommands:
     packages and CUDA devices.
 
 Startup is light: nothing beyond NumPy is imported before a subcommand needs it.  Bad
-arguments exit with status 2 and one line on stderr, without a traceback.
+arguments, and errors the library raises for them, exit with status 2 and one line on
+stderr, without a traceback; the library's warnings are printed as one line each.
 """
 import argparse
 import sys
@@ -43,6 +46,10 @@ def _demo(args):
     from .samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics
 
     plot = _demo_plot_path(args)
+    _check_output_path(args.out, "--out")
+    if plot is not None:
+        _check_figure_path(plot, "--plot" if args.plot else "the figure (--out with .png)")
+        _check_distinct({"--out": args.out, "--plot": plot})
     means = [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]]
     energy = E.GaussianMixtureEnergy(means, 0.6)
     samplers = {
@@ -50,7 +57,7 @@ def _demo(args):
         "mala": MALA(energy, step_size=0.1, seed=args.seed),
         "hmc": HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=10, seed=args.seed),
     }
-    print(f"npebm {__version__}: sampling {energy!r}")
+    print(f"npebm {__version__}: sampling {_compact(repr(energy))}")
     print(f"{args.n_samples} chains from N(0, I), {args.n_steps} steps after "
           f"{args.n_steps // 2} of burn-in, seed {args.seed}")
     print(f"{'sampler':<10}{'accept':>8}{'mean x':>9}{'mean y':>9}"
@@ -67,19 +74,31 @@ def _demo(args):
               f"{x[:, 1].mean():>9.3f}" + "".join(f"{p:>9.3f}" for p in shares)
               + f"{elapsed:>7.2f}s")
         out[name] = x
-    print(f"(mode k: share of chains nearest component k; each weighs {1 / len(means):.3f})")
+    print(f"(mode k: share of chains nearest component k, each weighing {1 / len(means):.3g}; "
+          "time includes compiling the first time)")
     print()
     print(_ascii_density(out["hmc"], bounds=(-4.0, 4.0)))
     axis = np.linspace(-4.0, 4.0, args.grid)
     grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
     out["grid_axis"] = axis
     out["grid_energy"] = energy.energy(grid).reshape(args.grid, args.grid)
-    np.savez(args.out, **out)
+    # Through a file object: np.savez(name) would add ".npz" to a name without it.
+    with open(args.out, "wb") as f:
+        np.savez(f, **out)
     print(f"wrote {args.out} (final states of each sampler, the energy on a "
           f"{args.grid}x{args.grid} grid)")
     if plot:
         _demo_figure(plot, axis, out, energy)
     return 0
+
+
+def _compact(text):
+    """``text`` (an energy's repr) with its floats to 3 significant digits: weights of
+    1/3 read ``0.333``, not ``0.3333333333333333``."""
+    import re
+
+    number = r"(?<![\w.])-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])"
+    return re.sub(number, lambda m: f"{float(m.group()):.3g}", text)
 
 
 def _demo_plot_path(args):
@@ -127,8 +146,11 @@ def _demo_figure(path, axis, out, energy):
         ax.contourf(axis, axis, out["grid_energy"], levels=30, cmap="viridis")
         ax.scatter(out[name][:, 0], out[name][:, 1], s=2, c="white", alpha=0.5)
         ax.set_title(name)
+        # The energy's square: the few points beyond it would leave a blank band.
+        ax.set_xlim(axis[0], axis[-1])
+        ax.set_ylim(axis[0], axis[-1])
         ax.set_aspect("equal")
-    fig.suptitle(repr(energy))
+    fig.suptitle(_compact(repr(energy)))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -142,11 +164,13 @@ _SAMPLER_ALIASES = {"langevin": "langevin", "langevindynamics": "langevin", "ula
                     "mala": "mala", "hmc": "hmc", "hamiltonianmontecarlo": "hmc"}
 #: Settings that decide the result; a resumed run takes them from its checkpoint.
 _RESULT_SETTINGS = ("energy", "params", "sampler", "n_samples", "n_steps", "dim", "burn_in",
-                    "thin", "step_size", "n_leapfrog", "noise_scale", "mass", "adapt",
-                    "dtype", "seed", "trajectory", "diagnostics")
+                    "thin", "step_size", "n_leapfrog_steps", "noise_scale", "mass", "adapt",
+                    "dtype", "seed", "trajectory", "diagnostics", "init_scale")
 #: Diagnostics recorded per kept step (joined across segments) and per chain (summed).
 _PER_STEP = ("energy", "acceptance_rate", "mean", "var", "grad_norm", "step_size", "accepted")
 _PER_CHAIN = ("divergences", "n_accepted")
+#: Records summed over calls: the diagnostics' counts and the CLI's own after burn-in.
+_SUMMED = ("diag_divergences", "diag_n_accepted", "run_divergences", "run_accepted")
 
 
 def _norm(name):
@@ -205,7 +229,7 @@ def _energies_epilog():
              "DoubleWellModel work too) and their parameters (--param NAME=VALUE):"]
     for key, cls in BUILTINS.items():
         params = _energy_parameters(cls)
-        text = ", ".join(n if d is inspect.Parameter.empty else f"{n}={d!r}"
+        text = ", ".join(n if d is inspect.Parameter.empty else f"{n}={_compact(repr(d))}"
                          for n, d in params.items()) or "no parameters"
         if key == "gaussian":
             text += " (default: mean 0, cov I in --dim dimensions)"
@@ -218,6 +242,11 @@ def _energies_epilog():
         "",
         "VALUE is a number or a list, read as a Python/JSON literal (never evaluated):",
         "  --param mean=[1,-1] --param 'cov=[[1,0.5],[0.5,2]]'",
+        "",
+        f"starts and step sizes: chains start from N(0, {INIT_SCALE:g}² I) (--init-scale);",
+        f"mala and hmc tune their step size over a burn-in of {DEFAULT_BURN_IN} steps unless",
+        "--step-size, --adapt none or --burn-in 0 says otherwise.  Chains that never",
+        "accepted a proposal after burn-in, and many divergences, are reported on stderr.",
         "",
         "checkpoints: --checkpoint ck.npz --checkpoint-every N saves the chains after",
         "every N steps (atomically; N a multiple of --thin when recording). After a crash,",
@@ -344,19 +373,47 @@ def _fresh_settings(args):
     key = _energy_key(args.energy)
     params = _parse_params(key, args.param or [])
     _, params, dim = _make_energy(key, params, args.dim)
+    adapt, burn_in = _default_adaptation(args)
     settings = {
         "energy": key, "params": params, "sampler": args.sampler,
         "n_samples": args.n_samples, "n_steps": args.n_steps, "dim": dim,
-        "burn_in": 0 if args.burn_in is None else args.burn_in,
-        "thin": 1 if args.thin is None else args.thin,
-        "step_size": args.step_size, "n_leapfrog": args.n_leapfrog,
+        "burn_in": burn_in, "thin": 1 if args.thin is None else args.thin,
+        "step_size": args.step_size, "n_leapfrog_steps": args.n_leapfrog_steps,
         "noise_scale": args.noise_scale,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
-        "adapt": args.adapt, "dtype": args.dtype,
+        "adapt": adapt, "dtype": args.dtype,
         "seed": secrets.randbelow(2**32) if args.seed is None else args.seed,
         "trajectory": bool(args.trajectory), "diagnostics": bool(args.diagnostics),
+        "init_scale": INIT_SCALE if args.init_scale is None else args.init_scale,
     }
     return settings
+
+
+#: Burn-in steps of MALA and HMC when they adapt and no --burn-in is given.
+DEFAULT_BURN_IN = 500
+#: Chains start from N(0, INIT_SCALE² I) unless --init-scale says otherwise.  The library's
+#: N(0, I) puts a few of 10 000 chains near |x| = 4, where energies that grow fast (a
+#: double well: E ~ 3x⁴) are so steep that a step size tuned on the bulk of the chains
+#: rejects every proposal there, so those chains never move.  Starting every chain in one
+#: small ball, all of them start where the bulk is and the tuned step size suits each; the
+#: burn-in then spreads them over the target.  (Restarting stuck chains from other chains'
+#: states after burn-in would also work, but would tie those chains to their donors.)
+INIT_SCALE = 0.1
+
+
+def _default_adaptation(args):
+    """``(adapt, burn_in)`` of a new run: MALA and HMC tune their step size during a
+    burn-in (DEFAULT_BURN_IN steps unless --burn-in says) unless --step-size fixes it,
+    --adapt none declines, or --burn-in 0 leaves no burn-in to adapt in."""
+    adapt = args.adapt
+    if adapt is None and args.step_size is None and args.sampler in ("mala", "hmc") \
+            and args.burn_in != 0:
+        adapt = "step_size"
+    if adapt == "none":
+        adapt = None
+    if args.burn_in is not None:
+        return adapt, args.burn_in
+    return adapt, DEFAULT_BURN_IN if adapt is not None else 0
 
 
 def _check_resumed_settings(args, settings, path):
@@ -366,11 +423,16 @@ def _check_resumed_settings(args, settings, path):
     given = {
         "sampler": args.sampler, "n_samples": args.n_samples, "n_steps": args.n_steps,
         "dim": args.dim, "burn_in": args.burn_in, "thin": args.thin,
-        "step_size": args.step_size, "n_leapfrog": args.n_leapfrog,
-        "noise_scale": args.noise_scale, "adapt": args.adapt, "dtype": args.dtype,
+        "step_size": args.step_size, "n_leapfrog_steps": args.n_leapfrog_steps,
+        "noise_scale": args.noise_scale, "dtype": args.dtype,
         "seed": args.seed, "trajectory": args.trajectory, "diagnostics": args.diagnostics,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
+        "init_scale": args.init_scale,
     }
+    if args.adapt is not None and args.adapt != (settings["adapt"] or "none"):
+        raise UsageError(f"--adapt {args.adapt} differs from the checkpoint {path!r} "
+                         f"({settings['adapt'] or 'none'}); leave it out to use the "
+                         "checkpoint's")
     if args.energy is not None and _energy_key(args.energy) != settings["energy"]:
         raise UsageError(f"--energy {args.energy} differs from the checkpoint {path!r}, which "
                          f"samples {settings['energy']}; leave it out to use the checkpoint's")
@@ -388,7 +450,8 @@ def _check_resumed_settings(args, settings, path):
 
 def _check_sampler_settings(s):
     sampler = s["sampler"]
-    for name, only in (("n_leapfrog", "hmc"), ("mass", "hmc"), ("noise_scale", "langevin")):
+    for name, only in (("n_leapfrog_steps", "hmc"), ("mass", "hmc"),
+                       ("noise_scale", "langevin")):
         if s[name] is not None and sampler != only:
             raise UsageError(f"--{name.replace('_', '-')} is for --sampler {only}, not "
                              f"{sampler}")
@@ -403,12 +466,64 @@ def _check_sampler_settings(s):
             raise UsageError("--adapt needs --burn-in >= 1: adaptation happens during burn-in")
 
 
-def _check_output_path(path, flag):
+def _check_output_path(path, flag, example="out.npz"):
+    """Refuse, before any sampling, an output that could not be written at the end of the
+    run (when the samples would be lost): a directory, a device or other non-file, a path
+    whose directory is missing or (for this user) not writable."""
     import os
 
+    if not path:
+        raise UsageError(f"{flag}: the file name is empty")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory; give a file name, e.g. "
+                         f"{os.path.join(path, example)}")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UsageError(f"{flag} {path}: exists and is not a regular file")
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{flag} {path}: {directory!r} is a file, not a directory")
     if not os.path.isdir(directory):
         raise UsageError(f"{flag} {path}: the directory {directory!r} does not exist")
+    # The results are written to a temporary file there and renamed, so the directory
+    # must be writable even when the file itself exists.  (root passes this test anyway.)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in the directory {directory!r} "
+                         "(permission denied)")
+
+
+#: Extensions matplotlib writes with its default (Agg) backend.
+_FIGURE_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff",
+                   "webp")
+
+
+def _check_figure_path(path, flag):
+    """An output path (see :func:`_check_output_path`) whose extension names a format
+    matplotlib writes.  matplotlib adds ".png" to a name without an extension (so
+    ``--plot DIR`` wrote ``DIR.png``): such a name is refused, never changed."""
+    import os
+
+    _check_output_path(path, flag, example="samples.png")
+    root, ext = os.path.splitext(path)
+    if ext[1:].lower() not in _FIGURE_FORMATS:
+        what = f"unknown figure format {ext!r}" if ext else "no extension to name its format"
+        raise UsageError(f"{flag} {path}: {what}; use e.g. {root}.png (or .pdf, .svg, "
+                         ".jpg, ...)")
+
+
+def _check_distinct(paths):
+    """Two outputs on one file would overwrite each other (the checkpoint, or the
+    results): refuse ``{flag: path}`` items naming the same file."""
+    import os
+
+    seen = {}
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {flag} name the same file {path!r}; give "
+                             "each its own")
+        seen[real] = flag
 
 
 def _build_sampler(settings, device):
@@ -417,14 +532,22 @@ def _build_sampler(settings, device):
     energy, _, _ = _make_energy(settings["energy"], settings["params"], settings["dim"])
     kwargs = {"dtype": settings["dtype"], "device": device, "seed": settings["seed"]}
     for name, arg in (("step_size", "step_size"), ("noise_scale", "noise_scale"),
-                      ("n_leapfrog", "n_leapfrog_steps"), ("mass", "mass")):
+                      ("n_leapfrog_steps", "n_leapfrog_steps"), ("mass", "mass")):
         if settings[name] is not None:
             kwargs[arg] = settings[name]
     cls = getattr(samplers, _SAMPLER_NAMES[settings["sampler"]])
     try:
         return cls(energy, **kwargs), energy
-    except (TypeError, ValueError, RuntimeError, ImportError) as exc:
-        raise UsageError(" ".join(str(exc).split())) from None
+    except (TypeError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
+        raise UsageError(_one_line(exc)) from None
+
+
+def _one_line(exc):
+    """An exception's message on one line (its type's name when it has none)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
+        return "out of memory" + (f": {text}" if text else "")
+    return text or type(exc).__name__
 
 
 def _load_checkpoint(path):
@@ -448,6 +571,13 @@ def _load_checkpoint(path):
         done = int(state.pop("cli_done"))
     except (KeyError, ValueError, TypeError) as exc:
         raise UsageError(f"--resume: {path!r} has unreadable settings ({exc})") from None
+    if not isinstance(settings, dict):
+        raise UsageError(f"--resume: {path!r} has unreadable settings")
+    # Older checkpoints spell --n-leapfrog-steps as n_leapfrog, and started the
+    # chains from the library's N(0, I).
+    # (Renamed in place: the settings written with the results keep their order.)
+    settings = {("n_leapfrog_steps" if k == "n_leapfrog" else k): v for k, v in settings.items()}
+    settings.setdefault("init_scale", 1.0)
     records = {name[len("cli_"):]: state.pop(name) for name in list(state)
                if name.startswith("cli_")}
     if done != int(state.get("step", -1)):
@@ -456,56 +586,97 @@ def _load_checkpoint(path):
     return settings, io_settings, done, records, state
 
 
-def _merge(records, samples, diag, trajectory):
-    """Add one segment's kept steps to ``records`` (arrays by name, on the host)."""
-    import numpy as np
+class _Records:
+    """What a run keeps, on the host, filled one library call at a time.
 
-    from .backend import to_numpy
+    ``arrays``: ``traj`` (n_samples, n_kept, dim) and the per-step ``diag_<name>``
+    (n_kept, ...), allocated once for the whole run (joining each call's piece would copy
+    them again every call); the per-chain ``diag_divergences`` and ``diag_n_accepted``
+    (burn-in included, as one library call counts them), and ``run_accepted`` and
+    ``run_divergences``, counted after burn-in only, for the report on stuck chains; the
+    adapted step size and mass.  ``kept`` kept steps are filled so far.
+    """
 
-    if trajectory:
-        samples = to_numpy(samples)
-        old = records.get("traj")
-        records["traj"] = samples if old is None else np.concatenate([old, samples], axis=1)
-    for name, value in (diag or {}).items():
-        if name == "trajectory":
-            continue
-        value = np.asarray(to_numpy(value))
-        key = "diag_" + name
-        old = records.get(key)
-        if old is None:
-            records[key] = value
-        elif name in _PER_STEP:
-            records[key] = np.concatenate([old, value], axis=0)
-        elif name in _PER_CHAIN:
-            records[key] = old + value
-        # anything else (the adapted step size and mass) is set once, by burn-in
+    def __init__(self, settings, saved=None, done=0):
+        keep = settings["trajectory"] or settings["diagnostics"]
+        self.n_kept = settings["n_steps"] // settings["thin"] if keep else 0
+        self.arrays, self.kept = {}, 0
+        saved = dict(saved or {})
+        # A checkpoint holds the filled part of each per-step array.
+        for name, value in saved.items():
+            if _step_axis(name) is not None:
+                self.kept = value.shape[_step_axis(name)]
+                self._allocate(name, value)
+                self._fill(name, value, 0)
+            else:
+                self.arrays[name] = value
+        # Older checkpoints have no run_* counts: then only a run that had not yet
+        # recorded a step can report stuck chains.
+        self.complete = "run_accepted" in saved or done <= settings["burn_in"]
+
+    def _allocate(self, name, piece):
+        import numpy as np
+
+        axis = _step_axis(name)
+        shape = list(piece.shape)
+        shape[axis] = self.n_kept
+        self.arrays[name] = np.empty(shape, piece.dtype)
+
+    def _fill(self, name, piece, at):
+        index = (slice(None),) * _step_axis(name) + (slice(at, at + piece.shape[
+            _step_axis(name)]),)
+        self.arrays[name][index] = piece
+
+    def add(self, samples, diag, settings, recorded):
+        """Add one call's results: ``samples`` (its trajectory, when recording one) and
+        ``diag``, which the CLI always asks for (for the per-chain counts)."""
+        import numpy as np
+
+        from .backend import to_numpy
+
+        pieces = {}
+        if recorded and settings["trajectory"]:
+            pieces["traj"] = np.asarray(to_numpy(samples))
+        for name, value in diag.items():
+            if name == "trajectory" or (name not in _PER_CHAIN and not recorded):
+                continue
+            if settings["diagnostics"]:
+                pieces["diag_" + name] = value
+            if recorded and name in _PER_CHAIN:
+                pieces["run_" + name.replace("n_accepted", "accepted")] = value
+        n_new = 0
+        for name, value in pieces.items():
+            value = np.asarray(to_numpy(value))
+            axis = _step_axis(name)
+            if axis is not None:
+                if name not in self.arrays:
+                    self._allocate(name, value)
+                self._fill(name, value, self.kept)
+                n_new = value.shape[axis]
+            elif name in _SUMMED and name in self.arrays:
+                self.arrays[name] = self.arrays[name] + value
+            elif name not in self.arrays:
+                # the first counts, or what burn-in set once (adapted step size, mass)
+                self.arrays[name] = value
+        self.kept += n_new
+
+    def view(self):
+        """The arrays with only their filled kept steps (to save or write)."""
+        out = {}
+        for name, value in self.arrays.items():
+            axis = _step_axis(name)
+            out[name] = value if axis is None else \
+                value[(slice(None),) * axis + (slice(0, self.kept),)]
+        return out
 
 
-def _segments(settings, done, every):
-    """Yield ``(sample kwargs, steps it advances, recorded)`` for the rest of a
-    checkpointed run: burn-in in unrecorded pieces (all of it in the first call with
-    adaptation), then recorded pieces of ``every`` steps, each ending on a kept step when
-    ``every % thin == 0``.  Burn-in pieces still report the per-chain counts
-    (divergences, acceptances), which a one-call run counts over its burn-in too."""
-    burn_in, n_steps = settings["burn_in"], settings["n_steps"]
-    total = burn_in + n_steps
-    record = {"thin": settings["thin"], "return_trajectory": settings["trajectory"],
-              "return_diagnostics": settings["diagnostics"]}
-    while done < total:
-        if done == 0 and settings["adapt"] is not None:
-            k = min(every, n_steps)
-            yield dict(record, burn_in=burn_in, adapt=settings["adapt"], n_steps=k), \
-                burn_in + k, True
-            done += burn_in + k
-        elif done < burn_in:
-            k = min(every, burn_in - done)
-            counts = {"thin": k, "return_diagnostics": True} if settings["diagnostics"] else {}
-            yield dict(counts, n_steps=k), k, False
-            done += k
-        else:
-            k = min(every, total - done)
-            yield dict(record, n_steps=k), k, True
-            done += k
+def _step_axis(name):
+    """The kept-step axis of a record, or None for one that is not per step."""
+    if name == "traj":
+        return 1
+    if name.startswith("diag_") and name[len("diag_"):] in _PER_STEP:
+        return 0
+    return None
 
 
 def _save_checkpoint(path, sampler, settings, io_settings, done, records):
@@ -519,38 +690,246 @@ def _save_checkpoint(path, sampler, settings, io_settings, done, records):
     state["cli_settings"] = np.str_(json.dumps(settings))
     state["cli_io"] = np.str_(json.dumps(io_settings))
     state["cli_done"] = np.int64(done)
-    for name, value in records.items():
+    for name, value in records.view().items():
         state["cli_" + name] = value
-    io.save_state(path, state)
-
-
-def _call(sampler, kwargs):
     try:
-        return sampler.sample(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(" ".join(str(exc).split())) from None
+        io.save_state(path, state)
+    except OSError as exc:
+        raise UsageError(f"--checkpoint {path}: cannot save the checkpoint: "
+                         f"{_one_line(exc)}") from None
 
 
-def _run_checkpointed(sampler, settings, io_settings, done, records, progress):
-    path, every = io_settings["checkpoint"], io_settings["checkpoint_every"]
-    for kwargs, advance, recorded in _segments(settings, done, every):
-        kwargs["progress"] = progress
+#: Seconds of sampling per library call: the progress bar moves between calls, and a
+#: call costs a few milliseconds of set-up.
+CALL_SECONDS = 0.5
+#: Steps of the first call, which times a step.
+FIRST_CALL = 10
+#: Bytes of trajectory and diagnostics one call may return before they join the records.
+CALL_BYTES = 256 << 20
+#: Runs of at least this many steps after burn-in report chains that never accepted a
+#: proposal (over fewer steps a chain may reject every proposal by chance).
+STUCK_STEPS = 50
+#: Report the share of diverged proposals above this fraction.
+DIVERGENCE_REPORT = 0.01
+
+
+def _initial_states(settings):
+    """The chains' starting states, N(0, init_scale² I): the library's own N(0, I) draw
+    (each chain's INIT stream), scaled, so that --init-scale 1 starts where
+    ``sampler.sample(n_samples=..., dim=...)`` does."""
+    import numpy as np
+
+    from .random import INIT, ChainStreams
+
+    dtype = np.dtype(settings["dtype"] or "float64")
+    streams = ChainStreams(seed=settings["seed"], n_chains=settings["n_samples"], stream=INIT)
+    x0 = streams.normal(settings["dim"], dtype=dtype)
+    x0 *= dtype.type(settings["init_scale"])
+    return x0
+
+
+def _check_record_memory(settings):
+    """Refuse, before sampling, a run whose chains, trajectory and diagnostics cannot fit
+    in this machine's memory: each library call checks only its own piece, and the CLI
+    draws the starting states itself."""
+    import os
+
+    n, d, thin = settings["n_samples"], settings["dim"], settings["thin"]
+    n_kept = settings["n_steps"] // thin
+    item = 4 if settings["dtype"] == "float32" else 8
+    parts = {
+        # the starting states, and the library's states, gradients, proposals and copies
+        "the chains": 9 * n * d * item + 64 * n,
+        "the trajectory": n * n_kept * d * item * settings["trajectory"],
+        "the diagnostics":
+            (n * n_kept * (item + 9) + n_kept * d * 16) * settings["diagnostics"],
+    }
+    need = sum(parts.values())
+    try:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return
+    if need > limit:
+        name, size = max(parts.items(), key=lambda item: item[1])
+        advice = ("fewer --n-samples" if name == "the chains" else
+                  "a larger --thin, or fewer --n-steps or --n-samples")
+        raise UsageError(f"this run needs about {need / 2**30:.1f} GiB, {size / 2**30:.1f} "
+                         f"GiB of it for {name}, but this machine has {limit / 2**30:.1f} "
+                         f"GiB; use {advice}")
+
+
+def _run(sampler, settings, io_settings, done, records, bar, report):
+    """Run steps ``done .. burn_in + n_steps`` as calls of ``sampler.sample``, each
+    continuing the last (``resume=True``), which gives the same chains, bit for bit, as
+    one call.  Burn-in goes in unrecorded calls (all of it in the first call when
+    adapting, as the library adapts within one call); recorded calls end on kept steps.
+    Checkpoints are saved every ``checkpoint_every`` steps of burn-in and then of
+    recording (and at the end); between them, calls of about CALL_SECONDS move the bar."""
+    burn_in, n_steps, thin = settings["burn_in"], settings["n_steps"], settings["thin"]
+    total = burn_in + n_steps
+    path = io_settings["checkpoint"]
+    every = io_settings["checkpoint_every"] if path else None
+    keep = settings["trajectory"] or settings["diagnostics"]
+    quantum = thin if keep else 1
+    item = 4 if settings["dtype"] == "float32" else 8
+    per_kept = settings["n_samples"] * (item + 9 + settings["dim"] * item * settings["trajectory"])
+    size = FIRST_CALL
+    while done < total:
+        adapting = done == 0 and settings["adapt"] is not None
+        kwargs = {"progress": False, "return_diagnostics": True}
         if done == 0:
-            kwargs.update(n_samples=settings["n_samples"], dim=settings["dim"])
+            kwargs["x"] = _initial_states(settings)
         else:
             kwargs["resume"] = True
-        result = _call(sampler, kwargs)
-        samples, diag = result if settings["diagnostics"] else (result, None)
-        if recorded:
-            _merge(records, samples, diag, settings["trajectory"])
-        elif diag is not None:
-            _merge(records, None, {k: diag[k] for k in _PER_CHAIN if k in diag}, False)
+        # end: the next checkpoint, on the grid of every-th step from 0 in burn-in and
+        # from burn_in after it (the first one after burn-in when adapting).
+        if done < burn_in and not adapting:
+            end = burn_in if every is None else min((done // every + 1) * every, burn_in)
+            k = min(size, end - done)
+            # Only the per-chain counts are wanted: one kept step keeps the rest small.
+            kwargs.update(n_steps=k, thin=k)
+            advance, recorded = k, False
+        else:
+            first = burn_in if adapting else done
+            end = total if every is None else \
+                min(burn_in + ((first - burn_in) // every + 1) * every, total)
+            k = max(quantum, size // quantum * quantum)
+            if keep:
+                k = min(k, max(quantum, CALL_BYTES // per_kept * thin // quantum * quantum))
+            k = min(k, end - first)
+            kwargs.update(n_steps=k, thin=thin if keep else k,
+                          return_trajectory=settings["trajectory"])
+            if adapting:
+                kwargs.update(burn_in=burn_in, adapt=settings["adapt"])
+            advance, recorded = (burn_in + k if adapting else k), True
+        start = time.perf_counter()
+        samples, diag = _call(sampler, kwargs, report)
+        elapsed = time.perf_counter() - start
+        records.add(samples, diag, settings, recorded)
         done += advance
-        _save_checkpoint(path, sampler, settings, io_settings, done, records)
-        if progress:
-            total = settings["burn_in"] + settings["n_steps"]
-            sys.stderr.write(f"npebm: checkpoint {path}: {done}/{total} steps\n")
-    return records
+        size = int(min(max(1, CALL_SECONDS * advance / max(elapsed, 1e-9)), 1 << 20))
+        if every is not None and done == end:
+            _save_checkpoint(path, sampler, settings, io_settings, done, records)
+            bar.note = f"checkpoint {path} at step {done}"
+        bar.update(done)
+    return done
+
+
+def _call(sampler, kwargs, report):
+    """``sampler.sample(**kwargs)``: the errors a user's arguments can cause as one line
+    (UsageError), its warnings handed to ``report``."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return sampler.sample(**kwargs)
+        except (TypeError, ValueError, RuntimeError, MemoryError) as exc:
+            raise UsageError(_one_line(exc)) from None
+        finally:
+            report.warnings(caught)
+
+
+class _Report:
+    """Warnings as one line each on stderr, ``npebm sample: warning: ...``, each kind once
+    (the calls of one run repeat the library's warnings); the library's warnings about
+    stuck chains and divergences are left out, as the CLI reports those for the whole
+    run, not one call."""
+
+    #: Parts of the library's SamplingWarnings that the CLI's own report replaces.
+    REPLACED = ("never accepted a proposal", "proposals diverged")
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.seen = set()
+
+    def warnings(self, caught):
+        import re
+
+        for w in caught:
+            text = " ".join(str(w.message).split())
+            category = w.category.__name__
+            # Python hides these from users by default; so does the CLI.
+            if "Deprecation" in category or category in ("ImportWarning", "ResourceWarning"):
+                continue
+            if category == "SamplingWarning":
+                if any(part in text for part in self.REPLACED):
+                    continue
+            elif category != "UserWarning":
+                text = f"{category}: {text}"
+            self.line(text, key=re.sub(r"\d+(\.\d+)?", "#", text))
+
+    def line(self, text, key=None):
+        key = text if key is None else key
+        if key not in self.seen:
+            self.seen.add(key)
+            self.bar.write(f"npebm sample: warning: {text}")
+
+
+class _Bar:
+    """One progress bar for the whole run, however many library calls it takes: tqdm's
+    when installed, else a line on stderr redrawn in place (the library's own bar would
+    restart from 0 % at every call).  Disabled, it only passes lines through."""
+
+    def __init__(self, enabled, n_chains, total, done):
+        self.enabled, self.n, self.total, self.first = enabled, n_chains, total, done
+        self.note, self.tqdm, self.width = "", None, 0
+        self.start = time.perf_counter()
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm  # a terminal's bar: the CLI never runs in a notebook
+        except ImportError:
+            pass
+        else:
+            # Redrawn on every update (they come at most a few a second), and left on
+            # screen at the end, as the line bar is.
+            self.tqdm = tqdm(total=n_chains * total, initial=n_chains * done,
+                             unit="chain-step", unit_scale=True, mininterval=0,
+                             file=sys.stderr)
+        self.update(done)
+
+    def update(self, done):
+        if not self.enabled:
+            return
+        if self.tqdm is not None:
+            if self.note:
+                self.tqdm.set_postfix_str(self.note, refresh=False)
+            self.tqdm.update(self.n * done - self.tqdm.n)
+            return
+        rate = self.n * (done - self.first) / max(time.perf_counter() - self.start, 1e-9)
+        text = f"npebm: {100 * done / self.total:5.1f}% of {self.total} steps"
+        if done > self.first:
+            text += f" ({rate:.3g} chain-steps/s)"
+        if self.note:
+            text += f"; {self.note}"
+        sys.stderr.write("\r" + text.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(text)
+        self.done = done
+
+    def write(self, line):
+        """``line`` on stderr, above the bar."""
+        if self.tqdm is not None:
+            self.tqdm.write(line, file=sys.stderr)
+            return
+        if self.enabled and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        if self.enabled and self.width:
+            self.width = 0
+            self.update(self.done)
+
+    def close(self):
+        if not self.enabled:
+            return
+        if self.tqdm is not None:
+            self.tqdm.close()
+        elif self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        self.enabled = False
 
 
 def _sample(args):
@@ -562,9 +941,9 @@ def _sample(args):
         raise UsageError("--checkpoint-every needs --checkpoint FILE")
     if args.checkpoint is not None and args.checkpoint_every is None and args.resume is None:
         raise UsageError("--checkpoint needs --checkpoint-every N (steps between checkpoints)")
-    records, done = {}, 0
+    saved, done = {}, 0
     if args.resume is not None:
-        settings, io_settings, done, records, state = _load_checkpoint(args.resume)
+        settings, io_settings, done, saved, state = _load_checkpoint(args.resume)
         _check_resumed_settings(args, settings, args.resume)
         io_settings["checkpoint"] = args.checkpoint or args.resume
         for name in ("out", "plot", "checkpoint_every", "device"):
@@ -581,69 +960,128 @@ def _sample(args):
     if every is not None and recording and every % settings["thin"]:
         raise UsageError(f"--checkpoint-every {every} must be a multiple of --thin "
                          f"{settings['thin']} when recording a trajectory or diagnostics")
-    for name in ("out", "plot", "checkpoint"):
-        if io_settings[name] is not None:
-            _check_output_path(io_settings[name], "--" + name)
-    if io_settings["plot"] is not None and not _have("matplotlib"):
-        raise UsageError("--plot needs matplotlib, which is not installed (pip install "
-                         "npebm[plot])")
+    _check_output_path(io_settings["out"], "--out")
+    if io_settings["checkpoint"] is not None:
+        _check_output_path(io_settings["checkpoint"], "--checkpoint", example="run.ckpt")
+    if io_settings["plot"] is not None:
+        _check_figure_path(io_settings["plot"], "--plot")
+        if not _have("matplotlib"):
+            raise UsageError("--plot needs matplotlib, which is not installed (pip install "
+                             "npebm[plot])")
+    _check_distinct({"--out": io_settings["out"], "--plot": io_settings["plot"],
+                     "--checkpoint": io_settings["checkpoint"]})
+    _check_record_memory(settings)
     sampler, energy = _build_sampler(settings, io_settings["device"])
     if args.resume is not None:
         try:
             sampler.set_state(state)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"--resume {args.resume}: {exc}") from None
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"--resume {args.resume}: {_one_line(exc)}") from None
+    records = _Records(settings, saved, done)
 
     total = settings["burn_in"] + settings["n_steps"]
     if args.resume is None and args.seed is None:
         print(f"seed {settings['seed']} (drawn at random; --seed {settings['seed']} repeats "
               "this run)")
-    print(f"npebm {__version__}: {settings['sampler']} on {energy!r}")
-    print(f"{settings['n_samples']} chains in {settings['dim']} dimensions, "
-          f"{settings['n_steps']} steps after {settings['burn_in']} of burn-in"
-          + (f" (adapt {settings['adapt']})" if settings["adapt"] else "")
-          + f", thin {settings['thin']}, seed {settings['seed']}, "
-          f"{settings['dtype'] or 'float64'} on {io_settings['device']}")
+    print(f"npebm {__version__}: {settings['sampler']} on {_compact(repr(energy))}")
+    adapt = ""
+    if settings["adapt"]:
+        adapt = f" (adapt {settings['adapt']}"
+        if args.resume is None and args.adapt is None:
+            adapt += ", the default without --step-size; --adapt none turns it off"
+        adapt += ")"
+    print(f"{settings['n_samples']} chains in {settings['dim']} dimensions from "
+          f"N(0, {settings['init_scale']:.3g}² I), {settings['n_steps']} steps after "
+          f"{settings['burn_in']} of burn-in{adapt}, thin {settings['thin']}, "
+          f"seed {settings['seed']}, {settings['dtype'] or 'float64'} on "
+          f"{io_settings['device']}")
     if args.resume is not None:
         print(f"resuming {args.resume} at step {done} of {total}")
-    start = time.perf_counter()
+    bar = _Bar(bool(args.progress), settings["n_samples"], total, done)
+    report = _Report(bar)
+    start, first = time.perf_counter(), done
     try:
-        if io_settings["checkpoint"] is not None and io_settings["checkpoint_every"]:
-            records = _run_checkpointed(sampler, settings, io_settings, done, records,
-                                        bool(args.progress))
-        else:
-            result = _call(sampler, dict(
-                n_samples=settings["n_samples"], dim=settings["dim"],
-                n_steps=settings["n_steps"], burn_in=settings["burn_in"],
-                thin=settings["thin"], adapt=settings["adapt"],
-                return_trajectory=settings["trajectory"],
-                return_diagnostics=settings["diagnostics"], progress=bool(args.progress)))
-            samples, diag = result if settings["diagnostics"] else (result, None)
-            _merge(records, samples, diag, settings["trajectory"])
+        done = _run(sampler, settings, io_settings, done, records, bar, report)
     except KeyboardInterrupt:
+        bar.close()
         where = io_settings["checkpoint"]
         hint = (f"; `npebm sample --resume {where}` continues from the last checkpoint"
                 if where and io_settings["checkpoint_every"] else "")
         sys.stderr.write(f"npebm sample: interrupted{hint}\n")
         raise SystemExit(130) from None
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - start
     final = np.asarray(to_numpy(sampler.get_state()["x"]))
-    samples = records["traj"] if settings["trajectory"] else final
+    kept = records.view()
+    samples = kept["traj"] if settings["trajectory"] else final
     arrays = {"samples": samples}
-    arrays.update({k: records[k] for k in sorted(records) if k.startswith("diag_")})
-    _write_npz(io_settings["out"], arrays, settings, energy)
-    steps = settings["n_samples"] * (total - done)
+    arrays.update({k: kept[k] for k in sorted(kept) if k.startswith("diag_")})
+    try:
+        _write_npz(io_settings["out"], arrays, settings, energy)
+    except OSError as exc:
+        saved_in = ""
+        if io_settings["checkpoint"] and io_settings["checkpoint_every"]:
+            saved_in = (f"; the run is saved in {io_settings['checkpoint']}: `npebm sample "
+                        f"--resume {io_settings['checkpoint']} --out FILE.npz` writes it")
+        raise UsageError(f"--out {io_settings['out']}: cannot write the results: "
+                         f"{_one_line(exc)}{saved_in}") from None
+    steps = settings["n_samples"] * (total - first)
     print(f"sampled in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.3g} chain-steps/s, "
           "compilation included)")
-    _print_summary(final, arrays)
+    _print_summary(final, records, settings, sampler)
     print(f"wrote {io_settings['out']}: " + ", ".join(
         f"{k} {tuple(v.shape)}" for k, v in arrays.items()) + ", settings")
+    for line in _chain_report(final, records, settings):
+        report.line(line)
     if io_settings["plot"] is not None:
-        _sample_figure(io_settings["plot"], samples, energy, settings)
+        try:
+            _sample_figure(io_settings["plot"], samples, energy, settings)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"--plot {io_settings['plot']}: cannot draw the figure: "
+                             f"{_one_line(exc)}; the samples are in {io_settings['out']}"
+                             ) from None
     return 0
 
 
-def _print_summary(final, arrays):
+def _chain_report(final, records, settings):
+    """Lines on what went wrong with some chains: never accepted a proposal after burn-in
+    (stuck where burn-in left them), many divergences, NaN or inf at the end."""
+    import numpy as np
+
+    n, steps = settings["n_samples"], settings["n_steps"]
+    arrays = records.arrays
+    lines = []
+
+    def chains(index):
+        return ", ".join(map(str, index[:5])) + (", ..." if len(index) > 5 else "")
+
+    if records.complete and "run_accepted" in arrays and settings["sampler"] != "langevin" \
+            and steps >= STUCK_STEPS:
+        stuck = np.flatnonzero(arrays["run_accepted"] == 0)
+        if len(stuck):
+            where = "burn-in left them" if settings["burn_in"] else "they started"
+            lines.append(f"{len(stuck)} of {n} chains never accepted a proposal in the "
+                         f"{steps} steps after burn-in (chains {chains(stuck)}): they are "
+                         f"stuck where {where}, each a single point among the samples; try "
+                         "a smaller --step-size, or --adapt step_size with a longer "
+                         "--burn-in")
+    if records.complete and "run_divergences" in arrays:
+        div = arrays["run_divergences"]
+        if div.sum() > DIVERGENCE_REPORT * n * steps:
+            lines.append(f"{div.sum() / (n * steps):.1%} of the proposals after burn-in "
+                         f"diverged ({int(div.sum())} in {np.count_nonzero(div)} of {n} "
+                         "chains); try a smaller --step-size or --adapt step_size")
+    bad = np.flatnonzero(~np.all(np.isfinite(final), axis=1))
+    if len(bad):
+        lines.append(f"{len(bad)} of {n} chains ended at NaN or inf (chains {chains(bad)}); "
+                     "try a smaller --step-size")
+    return lines
+
+
+def _print_summary(final, records, settings, sampler):
+    """The final states' moments; the acceptance rate and divergences after burn-in, and
+    the step size when burn-in tuned it."""
     import numpy as np
 
     d = min(final.shape[1], 4)
@@ -651,9 +1089,13 @@ def _print_summary(final, arrays):
     fmt = np.array2string
     print(f"final states: mean {fmt(final[:, :d].mean(axis=0), precision=3)}{more}, "
           f"std {fmt(final[:, :d].std(axis=0), precision=3)}{more}")
-    if "diag_acceptance_rate" in arrays and arrays["diag_acceptance_rate"].size:
-        print(f"acceptance rate {float(np.mean(arrays['diag_acceptance_rate'])):.3f}, "
-              f"divergences {int(np.sum(arrays['diag_divergences']))}")
+    arrays, steps = records.arrays, settings["n_steps"] * settings["n_samples"]
+    if records.complete and "run_accepted" in arrays:
+        text = (f"acceptance rate {arrays['run_accepted'].sum() / steps:.3f}, divergences "
+                f"{int(arrays['run_divergences'].sum())} (after burn-in)")
+        if settings["adapt"]:
+            text += f"; step size {float(sampler.step_size):.3g}, tuned in burn-in"
+        print(text)
 
 
 def _write_npz(path, arrays, settings, energy):
@@ -687,16 +1129,43 @@ def _sample_figure(path, samples, energy, settings):
 
     from . import plotting
 
-    title = f"{settings['sampler']}: {energy!r}"
+    title = f"{settings['sampler']}: {_compact(repr(energy))}"
     if len(title) > 80:
         title = title[:77] + "..."
+    outside = ""
     if settings["trajectory"]:
         ax = plotting.plot_trajectories(samples, energy, title=title)
     else:
-        ax = plotting.plot_samples(samples, energy, title=title)
-    ax.figure.savefig(path, dpi=100)
-    plt.close(ax.figure)
-    print(f"wrote {path}")
+        bounds, n_out = _plot_bounds(samples[:, :2])
+        ax = plotting.plot_samples(samples, energy, title=title,
+                                   bounds=bounds[0] if len(bounds) == 1 else bounds)
+        if n_out:
+            outside = f" ({n_out} of {len(samples)} points lie outside the drawn range)"
+    try:
+        ax.figure.savefig(path, dpi=100)
+    finally:
+        plt.close(ax.figure)
+    print(f"wrote {path}{outside}")
+
+
+def _plot_bounds(points):
+    """``(bounds, n_outside)``: a figure's range per coordinate of ``points`` (n, k), the
+    data's range but at most half the central 99 %'s width beyond it on either side, so
+    that a few far-out points (stuck or diverged chains) do not shrink the rest into a
+    corner; and how many points that range leaves out."""
+    import numpy as np
+
+    finite = points[np.all(np.isfinite(points), axis=1)]
+    if not len(finite):
+        return [(-1.0, 1.0)] * points.shape[1], 0
+    lo, hi = np.quantile(finite, [0.005, 0.995], axis=0)
+    reach = (hi - lo) / 2
+    lo = np.maximum(finite.min(axis=0), lo - reach)
+    hi = np.minimum(finite.max(axis=0), hi + reach)
+    pad = np.where(hi > lo, 0.08 * (hi - lo), 1.0)
+    lo, hi = lo - pad, hi + pad
+    n_out = int(np.count_nonzero(np.any((finite < lo) | (finite > hi), axis=1)))
+    return [(float(a), float(b)) for a, b in zip(lo, hi)], n_out
 
 
 # --------------------------------------------------------------------------- bench
@@ -832,8 +1301,20 @@ def _info(args):
     print("cache")
     if numba is not None:
         cache = numba.config.CACHE_DIR
-        row("NUMBA_CACHE_DIR", cache or "unset: Numba caches next to each module (its "
-            "__pycache__), or in a user cache directory where that is not writable")
+        try:
+            # Imported here: it loads Numba, and a checkout without it still reports.
+            from ._numba_cache import cache_dir
+        except ImportError:
+            cache_dir = None
+        if cache_dir is None:
+            row("NUMBA_CACHE_DIR", cache or "unset: Numba caches next to each module (its "
+                "__pycache__), or in a user cache directory where that is not writable")
+        else:
+            row("NUMBA_CACHE_DIR", cache or "unset")
+            try:
+                row("npebm's kernel cache", cache_dir())
+            except Exception as exc:  # an unreadable package or home: say so, go on
+                row("npebm's kernel cache", "unknown: " + _one_line(exc))
     print("optional packages")
     for label, module in _OPTIONAL:
         row(label, _dist_version(module) if _have(module) else "not installed")
@@ -924,8 +1405,8 @@ def _parser():
                       help="grid points per axis for the saved energy")
     demo.add_argument("--out", default="npebm-demo.npz", help="output .npz file")
     demo.add_argument("--plot", default=None, metavar="FILE.png",
-                      help="the figure's file (default: --out with .png, when matplotlib "
-                      "is installed)")
+                      help="the figure's file, its extension naming the format (default: "
+                      "--out with .png, when matplotlib is installed)")
     demo.add_argument("--no-plot", action="store_true", help="write no figure")
     demo.set_defaults(run=_demo)
 
@@ -948,20 +1429,27 @@ def _parser():
     g.add_argument("--n-samples", type=_positive_int, metavar="N", help="number of chains")
     g.add_argument("--n-steps", type=_positive_int, metavar="N", help="steps after burn-in")
     g.add_argument("--burn-in", type=_nonnegative_int, metavar="B",
-                   help="steps run first, not recorded (default 0)")
+                   help=f"steps run first, not recorded (default {DEFAULT_BURN_IN} when "
+                   "adapting, else 0)")
     g.add_argument("--thin", type=_positive_int, metavar="T",
                    help="keep every T-th step of the trajectory/diagnostics (default 1)")
     g.add_argument("--step-size", type=_positive_float, metavar="H",
-                   help="step size (default: the sampler's, 1e-3 for langevin/mala, 0.1 "
-                   "for hmc)")
-    g.add_argument("--n-leapfrog", type=_positive_int, metavar="L",
+                   help="step size; without it langevin takes 1e-3, and mala and hmc "
+                   "tune theirs in burn-in, from 1e-3 and 0.1")
+    g.add_argument("--n-leapfrog-steps", "--n-leapfrog", type=_positive_int, metavar="L",
+                   dest="n_leapfrog_steps",
                    help="hmc: leapfrog steps per proposal (default 10)")
     g.add_argument("--mass", metavar="M", help="hmc: mass matrix, a number, a diagonal "
                    "[m1,m2] or a matrix [[..],[..]] (default identity)")
     g.add_argument("--noise-scale", type=_nonnegative_float, metavar="S",
                    help="langevin: noise scale (default 1)")
-    g.add_argument("--adapt", choices=("step_size", "diag", "dense"),
-                   help="mala/hmc: tune the step size (and hmc's mass) during burn-in")
+    g.add_argument("--adapt", choices=("step_size", "diag", "dense", "none"),
+                   help="mala/hmc: tune the step size (and hmc's mass) during burn-in "
+                   "(default: step_size, unless --step-size is given or --burn-in is 0)")
+    g.add_argument("--init-scale", type=_positive_float, metavar="S",
+                   help=f"chains start from N(0, S² I) (default {INIT_SCALE}: all near the "
+                   "origin, so that none starts far out where the step size tuned on the "
+                   "others is too big for it to move)")
     g.add_argument("--dtype", choices=("float32", "float64"), help="default float64")
     g.add_argument("--device", metavar="DEV", help="cpu (default), cuda, cuda:N or auto")
     g.add_argument("--seed", type=_nonnegative_int, metavar="S",
@@ -974,8 +1462,10 @@ def _parser():
     g.add_argument("--diagnostics", action="store_const", const=True,
                    help="also write the diagnostics (energy, acceptance_rate, ...)")
     g.add_argument("--plot", metavar="FILE.png", help="draw the samples over the energy "
-                   "(needs matplotlib)")
-    g.add_argument("--progress", action="store_true", help="show progress on stderr")
+                   "(needs matplotlib); the extension names the format (.png, .pdf, .svg, "
+                   "...)")
+    g.add_argument("--progress", action="store_true",
+                   help="show one progress bar for the whole run on stderr")
     g = sample.add_argument_group("checkpoints")
     g.add_argument("--checkpoint", metavar="FILE", help="save the run here as it goes")
     g.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
@@ -1061,8 +1551,17 @@ def main(argv=None):
         return 0
     try:
         return args.run(args)
-    except UsageError as exc:
-        sys.stderr.write(f"npebm {args.command}: error: {' '.join(str(exc).split())}\n")
+    except BrokenPipeError:
+        # The reader went away (`npebm info | head`): end quietly, as Python's docs advise
+        # (the redirect keeps the interpreter's final flush from failing again).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (UsageError, OSError, MemoryError) as exc:
+        # OSError: a file the checks before the work could not foresee (a full disk);
+        # MemoryError: an allocation beyond this machine.  Both are the user's to fix.
+        sys.stderr.write(f"npebm {args.command}: error: {_one_line(exc)}\n")
         raise SystemExit(2) from None
 
 

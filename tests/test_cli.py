@@ -7,6 +7,7 @@ samplers, and the Gaussian, so that the whole file compiles few kernels.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import npebm.io
-from npebm.__main__ import _bench_script, main
+from npebm.__main__ import _bench_script, _plot_bounds, main
 
 MIXTURE = ["--energy", "GaussianMixtureModel", "--param", "means=[[-2,0],[2,0]]",
            "covs_or_scales=0.7", "weights=[1,3]"]
@@ -72,6 +73,23 @@ def test_demo_samples_and_writes_results(tmp_path, capsys):
     assert main(["demo", "--n-samples", "50", "--n-steps", "10", "--grid", "5",
                  "--out", str(out), "--no-plot"]) == 0
     assert not figure.exists()
+
+
+def test_demo_prints_parameters_compactly(tmp_path, monkeypatch, capsys):
+    """The mixture's weights of 1/3 read 0.333, in the text and in the figure's title."""
+    matplotlib_figure = pytest.importorskip("matplotlib.figure")
+    titles = []
+    real = matplotlib_figure.Figure.suptitle
+    monkeypatch.setattr(matplotlib_figure.Figure, "suptitle",
+                        lambda self, text, **kw: titles.append(text) or real(self, text, **kw))
+    assert main(["demo", "--n-samples", "20", "--n-steps", "4", "--grid", "3",
+                 "--out", str(tmp_path / "d.npz")]) == 0
+    text = capsys.readouterr().out
+    expected = "GaussianMixtureEnergy(means=[[-2, 0], [2, 0], [0, 2.5]], weights=[0.333, " \
+               "0.333, 0.333])"
+    assert titles == [expected]
+    assert f"sampling {expected}" in text and "0.3333" not in text
+    assert "each weighing 0.333" in text
 
 
 @pytest.mark.parametrize("argv", [["demo", "--n-samples", "0"], ["demo", "--seed", "-1"],
@@ -132,8 +150,11 @@ def test_sample_each_sampler(tmp_path, sampler, extra):
                                   "weights": [1, 3]}
     assert (settings["n_samples"], settings["n_steps"], settings["seed"]) == (200, 40, 3)
     if sampler == "hmc":
-        assert settings["mass"] == [1.0, 2.0] and settings["n_leapfrog"] == 5
+        # --n-leapfrog is the old spelling of --n-leapfrog-steps, kept as an alias
+        assert settings["mass"] == [1.0, 2.0] and settings["n_leapfrog_steps"] == 5
         assert "%" in proc.stderr  # --progress
+    # --step-size given: used as is, without adaptation
+    assert settings["adapt"] is None and settings["burn_in"] == 10
 
 
 def test_sample_gaussian_by_torchebm_name_in_three_dimensions(tmp_path):
@@ -182,6 +203,67 @@ def test_sample_trajectory_diagnostics_and_plot(tmp_path):
                                atol=1e-12)
     assert "acceptance rate" in proc.stdout
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_flagship_command_leaves_no_chain_stuck(tmp_path):
+    """The README's command, smaller.  From the library's N(0, I) start with HMC's default
+    step size, chain 783 of seed 9 starts near |x| = 5, where the double well is so steep
+    that every proposal is rejected: it never moves, and stretches the figure.  The CLI
+    starts the chains near the origin and tunes the step size in a burn-in: no chain is
+    stuck.  Asked for the old start and step size, it names the stuck chain in one line
+    and keeps it out of the figure's range."""
+    pytest.importorskip("matplotlib")
+    run = ["sample", "--energy", "double_well", "--param", "barrier_height=3", "--dim", 2,
+           "--sampler", "hmc", "--n-samples", 2000, "--n-steps", 60, "--seed", 9]
+    out, png = tmp_path / "chains.npz", tmp_path / "chains.png"
+    proc = npebm_cli(*run, "--diagnostics", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert "adapt step_size, the default without --step-size" in proc.stdout
+    data = load(out)
+    settings = json.loads(str(data["settings"]))
+    assert (settings["adapt"], settings["burn_in"], settings["init_scale"]) == \
+        ("step_size", 500, 0.1)
+    assert data["diag_n_accepted"].min() > 0  # counted after burn-in, when adapting
+    assert np.abs(data["samples"]).max() < 3
+
+    proc = npebm_cli(*run, "--init-scale", 1, "--adapt", "none", "--out", out, "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    stuck = [line for line in proc.stderr.splitlines() if "never accepted" in line]
+    assert len(stuck) == 1, proc.stderr
+    assert stuck[0].startswith("npebm sample: warning: 1 of 2000 chains never accepted a "
+                               "proposal in the 60 steps after burn-in (chains 783)")
+    assert "SamplingWarning" not in proc.stderr  # the library's own, replaced by the line
+    assert "wrote " + str(png) + " (1 of 2000 points lie outside the drawn range)" \
+        in proc.stdout
+    assert json.loads(str(load(out)["settings"]))["adapt"] is None
+
+
+def test_progress_is_one_bar_for_a_checkpointed_run(tmp_path):
+    """The bar goes once from 0 to 100 %, not from 0 % again in every checkpoint segment."""
+    proc = npebm_cli("sample", "--energy", "gaussian", "--sampler", "langevin",
+                     "--step-size", "0.01", "--n-samples", 20, "--n-steps", 300,
+                     "--burn-in", 100, "--checkpoint", tmp_path / "ck",
+                     "--checkpoint-every", 100, "--progress", "--out", tmp_path / "x.npz")
+    assert proc.returncode == 0, proc.stderr
+    shown = [float(p) for p in re.findall(r"(\d+(?:\.\d+)?)%", proc.stderr)]
+    assert shown == sorted(shown), shown
+    assert shown[0] == 0 and shown[-1] == 100 and any(0 < p < 100 for p in shown), shown
+    assert "Traceback" not in proc.stderr
+
+
+def test_plot_bounds_leave_out_a_few_far_points():
+    x = np.random.default_rng(0).uniform(-1.5, 1.5, size=(10_000, 2))
+    bounds, outside = _plot_bounds(x)
+    assert outside == 0
+    for (lo, hi), column in zip(bounds, x.T):
+        assert lo < column.min() and hi > column.max() and hi - lo < 3.5
+    x[:4] = [[4.0, 0.5], [-4.5, 4.0], [1e3, 0.0], [np.nan, 0.0]]  # stuck or diverged
+    bounds, outside = _plot_bounds(x)
+    assert outside == 3
+    assert all(-3.5 < lo and hi < 3.5 for lo, hi in bounds)
+    bounds, outside = _plot_bounds(x[:, :1])  # one dimension: one range
+    assert len(bounds) == 1 and outside == 3
 
 
 # --------------------------------------------------------------------------- errors
@@ -233,6 +315,144 @@ def test_parameters_are_never_evaluated(tmp_path):
                      "--n-samples", 2, "--n-steps", 2, "--out", "x.npz", cwd=tmp_path)
     assert_one_line_error(proc, "--param k", "cannot read")
     assert not (tmp_path / "pwned").exists()
+
+
+def in_process_error(capsys, argv):
+    """Run ``main(argv)`` expecting exit status 2: the one stderr line."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("npebm ") and ": error: " in err[0], err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--out", "."], ["--out .", "is a directory"]),
+    (["--plot", "."], ["--plot .", "is a directory"]),
+    # matplotlib would write figure.png for "figure": refused, never redirected
+    (["--plot", "figure"], ["--plot figure", "no extension", "figure.png"]),
+    (["--plot", "figure.txt"], ["unknown figure format '.txt'"]),
+    (["--plot", "no/such/f.png"], ["--plot", "does not exist"]),
+    (["--checkpoint", ".", "--checkpoint-every", "2"], ["--checkpoint .", "is a directory"]),
+    (["--checkpoint", "gone/ck", "--checkpoint-every", "2"],
+     ["--checkpoint gone/ck", "does not exist"]),
+    (["--checkpoint", "x.npz", "--checkpoint-every", "2"],
+     ["--out and --checkpoint name the same file"]),
+    (["--n-leapfrog-steps", "4"], ["--n-leapfrog-steps is for --sampler hmc"]),
+    (["--n-samples", "1000000", "--n-steps", "100000000", "--trajectory"],
+     ["GiB", "--thin"]),
+])
+def test_outputs_are_checked_before_sampling(tmp_path, monkeypatch, capsys, args, words):
+    """A bad output path is refused before any work (it used to fail after sampling,
+    losing the samples), as one line."""
+    monkeypatch.chdir(tmp_path)
+    defaults = {"--n-samples": "4", "--n-steps": "4", "--out": "x.npz"}
+    argv = ["sample", "--energy", "gaussian", "--sampler", "langevin", *args]
+    for flag, value in defaults.items():
+        if flag not in args:
+            argv += [flag, value]
+    line = in_process_error(capsys, argv)
+    for word in words:
+        assert word in line, (word, line)
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write in a read-only directory")
+def test_read_only_directory_is_refused_before_sampling(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        line = in_process_error(capsys, [
+            "sample", "--energy", "gaussian", "--sampler", "langevin", "--n-samples", "4",
+            "--n-steps", "4", "--out", str(locked / "x.npz")])
+    finally:
+        locked.chmod(0o755)
+    assert "cannot write in the directory" in line
+
+
+def test_demo_writes_exactly_the_paths_given(tmp_path, capsys):
+    """``--out results`` is written as named (np.savez would add .npz), and a figure
+    path that is a directory is refused before sampling (it used to write DIR.png)."""
+    out = tmp_path / "results"
+    assert main(["demo", "--n-samples", "20", "--n-steps", "4", "--grid", "3",
+                 "--out", str(out), "--no-plot"]) == 0
+    assert out.is_file() and sorted(os.listdir(tmp_path)) == ["results"]
+    assert sorted(load(out)) == ["grid_axis", "grid_energy", "hmc", "langevin", "mala", "means"]
+    capsys.readouterr()
+    line = in_process_error(capsys, ["demo", "--out", str(tmp_path / "d.npz"), "--plot",
+                                     str(tmp_path)])
+    assert "is a directory" in line
+    assert sorted(os.listdir(tmp_path)) == ["results"]
+
+
+class _Boom:
+    """A stand-in for ``sampler.sample`` raising what the library may raise."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __call__(self, *args, **kwargs):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, words", [
+    (ValueError("x: the energy is NaN or inf at the starting state of every chain"),
+     ["every chain"]),
+    (TypeError("x must hold floating-point numbers"), ["floating-point"]),
+    (MemoryError("Unable to allocate 1.5 TiB"), ["out of memory", "1.5 TiB"]),
+    (MemoryError(), ["out of memory"]),
+    (RuntimeError("CUDA driver not found"), ["CUDA driver"]),
+])
+def test_library_errors_are_one_line(monkeypatch, capsys, tmp_path, exc, words):
+    import npebm.samplers
+
+    monkeypatch.setattr(npebm.samplers.MALA, "sample", _Boom(exc))
+    line = in_process_error(capsys, ["sample", "--energy", "gaussian", "--sampler", "mala",
+                                     "--n-samples", "4", "--n-steps", "4",
+                                     "--out", str(tmp_path / "x.npz")])
+    assert line.startswith("npebm sample: error: ")
+    for word in words:
+        assert word in line
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_every_chain_at_an_infinite_energy_is_one_line(tmp_path):
+    proc = npebm_cli("sample", "--energy", "gaussian", "--param", "mean=[1e200,0]",
+                     "--param", "cov=[[1e-200,0],[0,1]]", "--sampler", "langevin",
+                     "--n-samples", 3, "--n-steps", 3, "--out", tmp_path / "x.npz")
+    assert_one_line_error(proc, "every chain")
+
+
+def test_library_warnings_are_one_line_each(monkeypatch, capsys, tmp_path):
+    """A SamplingWarning (or any warning) during sampling: one line each, without the
+    warnings module's "file:line: category" prefix, once however many calls repeat it."""
+    import warnings
+
+    import npebm.samplers
+
+    category = getattr(npebm.samplers, "SamplingWarning", UserWarning)
+    real = npebm.samplers.LangevinDynamics.sample
+
+    def noisy(self, *args, **kwargs):
+        warnings.warn("3 of 40 chains\nstart where the energy is not finite", category)
+        warnings.warn("overflow in the energy", RuntimeWarning)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(npebm.samplers.LangevinDynamics, "sample", noisy)
+    assert main(["sample", "--energy", "gaussian", "--sampler", "langevin", "--n-samples",
+                 "40", "--n-steps", "300", "--checkpoint", str(tmp_path / "ck"),
+                 "--checkpoint-every", "100", "--step-size", "0.01",
+                 "--out", str(tmp_path / "x.npz")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "3 of 40" in line] == [
+        "npebm sample: warning: 3 of 40 chains start where the energy is not finite"]
+    assert [line for line in err if "overflow" in line] == [
+        "npebm sample: warning: RuntimeWarning: overflow in the energy"]
+    assert not [line for line in err if ".py:" in line or "warnings.warn" in line]
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -369,6 +589,41 @@ def test_damaged_checkpoint_is_refused(tmp_path, capsys):
     assert_one_line_error(proc, "not one written by `npebm sample --checkpoint`")
 
 
+def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, capsys):
+    """A checkpoint whose settings say ``n_leapfrog`` (before --n-leapfrog-steps), without
+    ``init_scale`` or the run_* counts: resumed to the uninterrupted result."""
+    run = ["sample", *MIXTURE, "--sampler", "hmc", "--step-size", "0.3",
+           "--n-leapfrog-steps", "4", "--init-scale", "1", "--n-samples", "8",
+           "--n-steps", "60", "--seed", "4", "--diagnostics"]
+    plain = tmp_path / "plain.npz"
+    assert main([*run, "--out", str(plain)]) == 0
+    assert json.loads(str(load(plain)["settings"]))["n_leapfrog_steps"] == 4
+
+    ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
+    real_save = npebm.io.save_state
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    with pytest.raises(SystemExit):
+        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
+    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    state = npebm.io.load_state(ck)
+    settings = json.loads(str(state["cli_settings"]))
+    settings = {("n_leapfrog" if k == "n_leapfrog_steps" else k): v
+                for k, v in settings.items() if k != "init_scale"}
+    state["cli_settings"] = np.str_(json.dumps(settings))
+    for name in ("cli_run_accepted", "cli_run_divergences"):
+        del state[name]
+    npebm.io.save_state(ck, state)
+    capsys.readouterr()
+    assert main(["sample", "--resume", str(ck), "--n-leapfrog-steps", "4"]) == 0
+    assert "at step 20 of 60" in capsys.readouterr().out
+    assert_same_files(plain, out)
+
+
 # --------------------------------------------------------------------------- info, bench
 
 def test_info_reports_versions_threads_cache_and_devices():
@@ -381,6 +636,23 @@ def test_info_reports_versions_threads_cache_and_devices():
                  "matplotlib", "dask", "tqdm", "devices", "cuda", "CUDA simulator"):
         assert word in text, word
     assert os.environ["NUMBA_CACHE_DIR"] in text
+    cache = pytest.importorskip("npebm._numba_cache")
+    # The sources' hash afresh (not this process's, remembered from its first compile).
+    where = cache.cache_dir(cache.source_hash.__wrapped__())
+    assert f"npebm's kernel cache      {where}\n" in text
+
+
+def test_info_without_the_cache_module(monkeypatch, capsys):
+    """Where npebm._numba_cache cannot be imported, info reports Numba's setting alone."""
+    import npebm.__main__ as cli
+
+    monkeypatch.setitem(sys.modules, "npebm._numba_cache", None)  # import fails
+    # (not the parts that take seconds: a parallel compile, a look for CUDA)
+    monkeypatch.setattr(cli, "_threading_layer", lambda numba: "not asked")
+    monkeypatch.setattr(cli, "_cuda_lines", lambda: [])
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert os.environ["NUMBA_CACHE_DIR"] in text and "npebm's kernel cache" not in text
 
 
 def test_bench_runs_the_suite_quickly(monkeypatch, capsys):
