@@ -1,7 +1,8 @@
 """Draw the README's figure gallery: ``python docs/make_gallery.py`` (needs matplotlib).
 
 Writes ``docs/gallery/*.png``, one figure per npebm.plotting call, from small, seeded
-runs (about a minute on two cores), and prints the Markdown the README embeds.  Re-run it
+runs (about two minutes on two cores, most of it training the last figure's EBM), and
+prints the Markdown the README embeds; ``--out DIR`` writes the PNGs elsewhere.  Re-run it
 after changing the plotting code or the samplers and commit the PNGs it writes.
 """
 import argparse
@@ -35,7 +36,8 @@ def energy_maps():
                          bounds=((-2, 2), (-2, 2)))
     plotting.plot_energy(RosenbrockEnergy(), ax=axes[1], log=True, bounds=((-2, 2), (-1, 3)))
     plotting.plot_energy(MIXTURE, ax=axes[2], bounds=((-4, 4), (-3, 4)))
-    return fig, "Energy landscapes: `plot_energy` (double well and Rosenbrock on a log scale)"
+    return fig, "Energy landscapes: `plot_energy` (double well and Rosenbrock on a log scale, " \
+                "the three-mode Gaussian mixture on a linear one)"
 
 
 def stuck_trajectories():
@@ -43,7 +45,8 @@ def stuck_trajectories():
     traj = LangevinDynamics(MIXTURE, step_size=0.02, seed=1).sample(
         x=x0, n_steps=600, return_trajectory=True)
     ax = plotting.plot_trajectories(traj, MIXTURE, bounds=((-4, 4), (-3, 4)))
-    return ax.figure, "Langevin chains on a three-mode landscape: `plot_trajectories`"
+    return ax.figure, "Langevin chains on a three-mode landscape, all started below the " \
+                      "modes: `plot_trajectories`"
 
 
 def hmc_samples():
@@ -97,7 +100,7 @@ def trained_model():
     plotting.plot_samples(x, energy, ax=axes[1], kind="scatter", bounds=((-3, 3), (-3, 3)),
                           title="samples of the trained MLPEnergy")
     return fig, "An EBM trained by persistent CD in NumPy only (`MLPEnergy`, " \
-                "`ContrastiveDivergence.gradient`)"
+                "`ContrastiveDivergence.gradient`, Adam by hand), then sampled from noise"
 
 
 FIGURES = [energy_maps, stuck_trajectories, hmc_samples, diagnostics, corner, trained_model]
@@ -105,7 +108,8 @@ FIGURES = [energy_maps, stuck_trajectories, hmc_samples, diagnostics, corner, tr
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(HERE, "gallery"))
+    parser.add_argument("--out", default=os.path.join(HERE, "gallery"),
+                        help="folder for the PNGs (default: docs/gallery)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     lines = []

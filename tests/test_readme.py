@@ -27,3 +27,12 @@ def test_readme_images_exist():
     assert images, "the README should show the gallery"
     for path in images:
         assert (README.parent / path).is_file(), path
+
+
+def test_readme_lists_every_notebook():
+    text = README.read_text(encoding="utf-8")
+    notebooks = sorted(p.name for p in (README.parent / "notebooks").glob("*.ipynb"))
+    assert notebooks, "notebooks/ should hold the tutorials"
+    for name in notebooks:
+        assert f"`{name}`" in text, name
+    assert 'pip install ".[notebooks]"' in text
