@@ -772,23 +772,25 @@ class ChainSampler(BaseSampler):
         """Refuse, before allocating anything, a run whose arrays cannot fit in memory."""
         item = np.dtype(dtype).itemsize
         n_kept = plan.n_kept
-        parts = {
-            # states, gradients and energies, their proposals and the run's copies
-            "the chains' states (n_samples)": 8 * n * d * item + 64 * n,
-            "the trajectory (return_trajectory=True; thin=, n_steps=, n_samples=)":
-                n * n_kept * d * item if plan.trajectory else 0,
-            "the diagnostics (return_diagnostics=True; thin=, n_steps=, n_samples=)":
-                n * n_kept * (item + 9) + n_kept * d * 16 if plan.diagnostics else 0,
-        }
-        need = sum(parts.values())
+        # (bytes, what they hold, what to change); the state counts the chains, their
+        # gradients and energies, proposals and the run's working copies.
+        parts = [
+            (8 * n * d * item + 64 * n, "the chains' states", "use fewer chains (n_samples=)"),
+            (n * n_kept * d * item if plan.trajectory else 0, "the trajectory",
+             "keep fewer steps (a larger thin=, fewer n_steps=) or chains (n_samples=), or "
+             "leave out return_trajectory=True"),
+            (n * n_kept * (item + 9) + n_kept * d * 16 if plan.diagnostics else 0,
+             "the diagnostics", "keep fewer steps (a larger thin=, fewer n_steps=) or "
+             "chains (n_samples=), or leave out return_diagnostics=True"),
+        ]
+        need = sum(p[0] for p in parts)
         limit, where = _memory_limit(self.backend)
         if limit is None or need <= limit:
             return
-        name, size = max(parts.items(), key=lambda kv: kv[1])
-        what, _, change = name.partition(" (")
+        size, what, advice = max(parts, key=lambda p: p[0])
         raise InsufficientMemoryError(
             f"this run needs about {need / 2**30:.1f} GiB ({what}: {size / 2**30:.1f} GiB) "
-            f"but {where} has {limit / 2**30:.1f} GiB; change {change[:-1]}")
+            f"but {where} has {limit / 2**30:.1f} GiB; {advice}")
 
     def _runner(self, st, schedule, n_kept, want_traj, want_diag):
         """The runner of a run from ``st`` keeping ``n_kept`` steps, and the output arrays
