@@ -144,13 +144,13 @@ def test_more_shards_than_blocks_are_clipped(client):
     got = nd.sample(MALA(gaussian(), step_size=0.3, seed=1), 3, 5, client=client,
                     n_shards=50, return_diagnostics=True)
     assert_same(got, ref)
-    # One chain given as a (dim,) vector: the chain axis is dropped, as in sample().
+    # One chain given as a (dim,) vector: the chain axis is kept, as in sample().
     x = np.array([0.1, 0.2])
     ref_sampler = MALA(gaussian(), step_size=0.3, seed=1)
     ref = ref_sampler.sample(x=x, n_steps=5)
     sampler = MALA(gaussian(), step_size=0.3, seed=1)
     got = nd.sample(sampler, None, 5, x=x, client=client, n_shards=4)
-    assert got.shape == (DIM,)
+    assert got.shape == (1, DIM)
     assert_same(got, ref)
     assert_same(sampler.sample(n_steps=3, resume=True), ref_sampler.sample(n_steps=3,
                                                                            resume=True))
