@@ -28,9 +28,10 @@ Examples
 >>> bool((make_two_moons(500, 0.05, seed=0) == x).all())
 True
 """
-import numbers
 
 import numpy as np
+
+from ._validation import check_int, check_real, is_integer
 
 __all__ = [
     "make_gaussian_mixture",
@@ -45,33 +46,20 @@ __all__ = [
 
 # -- argument checks (all run before any random draw) ----------------------------------
 
-def _check_n(n, name="n", lo=1):
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    n = int(n)
-    if n < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {n}")
-    return n
+def _check_n(n, name="n"):
+    return check_int(n, name, 1)
 
 
 def _check_real(value, name, *, low=0.0, low_open=False, high=None):
-    """Check a finite real scalar against ``low`` (``>=``, or ``>`` if open) and ``< high``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value >= high:
-        raise ValueError(f"{name} must be < {high}, got {value}")
-    return value
+    """A finite real scalar checked against ``low`` (``>=``, or ``>`` if open) and
+    ``< high``; ``low`` is 0 unless told."""
+    return check_real(value, name, low=low, low_open=low_open, high=high)
 
 
 def _rng(seed):
     if seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator)):
         return np.random.default_rng(seed)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+    if not is_integer(seed):
         raise TypeError(
             "seed must be None, a non-negative int, a numpy.random.SeedSequence or a "
             f"numpy.random.Generator, got {type(seed).__name__}")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._validation import check_choice
 from .backend import array_namespace, to_numpy
 
 __all__ = ["Diagnostics", "ess", "rhat", "mcse", "autocorrelation"]
@@ -363,8 +364,7 @@ def rhat(trajectory):
 
 def mcse(trajectory, method="mean"):
     """Monte Carlo standard error of the mean or of the sd per coordinate, as ArviZ's."""
-    if method not in ("mean", "sd"):
-        raise ValueError(f"method must be 'mean' or 'sd', got {method!r}")
+    check_choice(method, "method", ("mean", "sd"))
     return _per_coordinate(_mcse_one, trajectory, method=method)
 
 

@@ -81,6 +81,8 @@ import time
 
 import numpy as np
 
+from ._validation import check_bool, check_int
+
 __all__ = ["sample", "Executor", "DaskExecutor", "FuturesExecutor"]
 
 #: Arguments of ``sampler.sample`` that :func:`sample` handles itself.
@@ -189,7 +191,7 @@ class DaskExecutor(Executor):
         if not (hasattr(client, "submit") and hasattr(client, "gather")):
             raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
         self.client = client
-        self.retries = _check_int(retries, "retries", 0)
+        self.retries = check_int(retries, "retries", 0)
 
     def submit(self, fn, *args):
         # pure=False: a fresh key per call, so a repeated call runs again rather than
@@ -252,18 +254,6 @@ def _as_executor(client):
 
 # -------------------------------------------------------------------------- checks
 
-def _check_int(value, name, minimum):
-    from .samplers.base import check_int
-
-    return check_int(value, name, minimum)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)
-
-
 def _check_kwargs(sampler, kwargs):
     """Validate what is passed through to ``sampler.sample``; refuse ``adapt``."""
     if kwargs.get("adapt") is not None:
@@ -280,10 +270,10 @@ def _check_kwargs(sampler, kwargs):
     out = {k: v for k, v in kwargs.items() if k not in _MANAGED}
     for name in ("thin", "burn_in"):
         if name in out:
-            out[name] = _check_int(out[name], name, 1 if name == "thin" else 0)
+            out[name] = check_int(out[name], name, 1 if name == "thin" else 0)
     for name in ("return_trajectory", "return_diagnostics"):
         if name in out:
-            out[name] = _check_bool(out[name], name)
+            out[name] = check_bool(out[name], name)
     return out
 
 
@@ -600,16 +590,16 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     if not isinstance(sampler, ChainSampler):
         raise TypeError(f"sampler must be an npebm ChainSampler (LangevinDynamics, MALA, "
                         f"HamiltonianMonteCarlo or a subclass), got {type(sampler).__name__}")
-    n_steps = _check_int(n_steps, "n_steps", 1)
+    n_steps = check_int(n_steps, "n_steps", 1)
     if n_samples is not None:
-        n_samples = _check_int(n_samples, "n_samples", 1)
+        n_samples = check_int(n_samples, "n_samples", 1)
     if dim is not None:
-        dim = _check_int(dim, "dim", 1)
+        dim = check_int(dim, "dim", 1)
     if n_shards is not None:
-        n_shards = _check_int(n_shards, "n_shards", 1)
-    progress = _check_bool(progress, "progress")
-    resume = _check_bool(sample_kwargs.get("resume", False), "resume")
-    chain_offset = _check_int(sample_kwargs.get("chain_offset", 0), "chain_offset", 0)
+        n_shards = check_int(n_shards, "n_shards", 1)
+    progress = check_bool(progress, "progress")
+    resume = check_bool(sample_kwargs.get("resume", False), "resume")
+    chain_offset = check_int(sample_kwargs.get("chain_offset", 0), "chain_offset", 0)
     kwargs = _check_kwargs(sampler, sample_kwargs)
     burn_in = kwargs.get("burn_in", 0)
     want_diag = kwargs.get("return_diagnostics", False)

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from ._validation import check_choice, is_integer, require_int
 from .backend import to_numpy
 
 __all__ = [
@@ -120,7 +121,7 @@ def _check_dim(energy, dim):
 
 
 def _check_index(i, dim, name):
-    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+    if not is_integer(i):
         raise TypeError(f"{name} must hold integer coordinate indices, got {i!r}")
     if not 0 <= i < dim:
         raise ValueError(f"{name} holds coordinate {i}, out of range for dim {dim}")
@@ -131,7 +132,7 @@ def _parse_dims(dims, dim, view, name="dims"):
     """Coordinate indices of a 1-D (``view=1``) or 2-D (``view=2``) view of ``dim`` coordinates."""
     if dims is None:
         dims = 0 if view == 1 else (0, 1)
-    if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
+    if is_integer(dims):
         dims = (dims,)
     dims = tuple(dims)
     if len(dims) != view:
@@ -188,10 +189,7 @@ def _data_bounds(points, pad=0.08):
 def _check_resolution(resolution, default):
     if resolution is None:
         return default
-    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) \
-            or resolution < 2:
-        raise ValueError(f"resolution must be an int >= 2, got {resolution!r}")
-    return int(resolution)
+    return require_int(resolution, "resolution", 2, "an int >= 2")
 
 
 def _coordinate_label(i):
@@ -263,8 +261,7 @@ def _slice_title(energy, dim, dims, at):
 def _scatter_or_hexbin(ax, x, y, kind, bounds, *, color="tab:red", s=None, alpha=None,
                        gridsize=50, cmap="Greys", label=None):
     """A scatter of the points, or a hexbin density above :data:`HEXBIN_THRESHOLD`."""
-    if kind not in ("auto", "scatter", "hexbin"):
-        raise ValueError(f"kind must be 'auto', 'scatter' or 'hexbin', got {kind!r}")
+    check_choice(kind, "kind", ("auto", "scatter", "hexbin"))
     n = x.size
     if kind == "hexbin" or (kind == "auto" and n > HEXBIN_THRESHOLD):
         extent = (bounds[0, 0], bounds[0, 1], bounds[1, 0], bounds[1, 1])
@@ -330,14 +327,12 @@ def plot_energy(energy, bounds=None, ax=None, *, fig=None, dims=None, at=None, d
     _energy_function(energy)
     edim = _check_dim(energy, None)
     if dim is not None:
-        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        edim = _check_dim(energy, int(dim))
+        edim = _check_dim(energy, require_int(dim, "dim", 1, "a positive int"))
     if bounds is not None:
         b = _parse_bounds(bounds)
         view = b.shape[0]
     else:
-        one = edim == 1 or (isinstance(dims, numbers.Integral) and not isinstance(dims, bool))
+        one = edim == 1 or is_integer(dims)
         view = 1 if one else 2
         b = np.array([[-3.0, 3.0]] * view)
     if edim is None:
@@ -424,8 +419,7 @@ def plot_samples(samples, energy=None, ax=None, *, fig=None, kind="auto", dims=N
     x = _as_points(samples)
     n, dim = x.shape
     energy_dim = _check_dim(energy, dim) if energy is not None else dim
-    view = 1 if dim == 1 or (isinstance(dims, numbers.Integral)
-                             and not isinstance(dims, bool)) else 2
+    view = 1 if dim == 1 or is_integer(dims) else 2
     dims = _parse_dims(dims, dim, view)
     if bounds is not None:
         b = _parse_bounds(bounds)
@@ -519,9 +513,7 @@ def plot_trajectories(trajectory, energy=None, ax=None, *, fig=None, dims=None, 
                          f"got shape {traj.shape}")
     if 0 in traj.shape:
         raise ValueError(f"trajectory is empty (shape {traj.shape})")
-    if isinstance(max_paths, bool) or not isinstance(max_paths, numbers.Integral) \
-            or max_paths < 1:
-        raise ValueError(f"max_paths must be a positive int, got {max_paths!r}")
+    require_int(max_paths, "max_paths", 1, "a positive int")
     n_chains, n_kept, dim = traj.shape
     energy_dim = _check_dim(energy, dim) if energy is not None else dim
     shown = traj[:max_paths]

@@ -21,10 +21,11 @@ True
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
+
+from ._validation import check_int, is_integer
 
 __all__ = ["NOISE", "INIT", "key_from_seed", "ChainStreams"]
 
@@ -60,7 +61,7 @@ def key_from_seed(seed=None):
         ss = np.random.SeedSequence()
     elif isinstance(seed, np.random.SeedSequence):
         ss = seed
-    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+    elif not is_integer(seed):
         raise TypeError(
             f"seed must be None, a non-negative int or a numpy.random.SeedSequence, "
             f"got {type(seed).__name__}")
@@ -71,16 +72,6 @@ def key_from_seed(seed=None):
     # generate_state does not advance the SeedSequence: the same object always gives
     # the same key, which is what makes a seed reproducible.
     return ss.generate_state(2, np.uint32)
-
-
-def _check_int(value, name, lo, hi=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < lo or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
 
 
 def _check_float_dtype(dtype):
@@ -113,14 +104,14 @@ class ChainStreams:
     """
 
     def __init__(self, seed=None, n_chains=1, chain_offset=0, stream=NOISE):
-        n_chains = _check_int(n_chains, "n_chains", 0)
-        chain_offset = _check_int(chain_offset, "chain_offset", 0)
+        n_chains = check_int(n_chains, "n_chains", 0)
+        chain_offset = check_int(chain_offset, "chain_offset", 0)
         if chain_offset + n_chains > _MAX_CHAINS:
             raise ValueError(
                 f"chain_offset + n_chains must be <= 2**32, got {chain_offset + n_chains}")
         self._key = key_from_seed(seed)
         self._offset = chain_offset
-        self._stream = _check_int(stream, "stream", 0, 2 ** 32 - 1)
+        self._stream = check_int(stream, "stream", 0, 2 ** 32 - 1)
         self._pos = np.zeros(n_chains, np.uint64)
 
     @classmethod
@@ -175,7 +166,7 @@ class ChainStreams:
         """
         from . import _philox
 
-        m = _check_int(m, "m", 0)
+        m = check_int(m, "m", 0)
         out = np.empty((self.n_chains, m), _check_float_dtype(dtype))
         if out.size:
             _philox.fill_normal(self._key[0], self._key[1], self._stream, self._offset,
@@ -197,7 +188,7 @@ class ChainStreams:
         """
         from . import _philox
 
-        mm = 1 if m is None else _check_int(m, "m", 0)
+        mm = 1 if m is None else check_int(m, "m", 0)
         out = np.empty((self.n_chains, mm), _check_float_dtype(dtype))
         if out.size:
             _philox.fill_uniform(self._key[0], self._key[1], self._stream, self._offset,
@@ -254,11 +245,11 @@ class ChainStreams:
         offset = self._offset
         stream = self._stream
         if "chain_offset" in state:
-            offset = _check_int(np.asarray(state["chain_offset"]).item(),
-                                "state['chain_offset']", 0)
+            offset = check_int(np.asarray(state["chain_offset"]).item(),
+                               "state['chain_offset']", 0)
         if "stream" in state:
-            stream = _check_int(np.asarray(state["stream"]).item(), "state['stream']",
-                                0, 2 ** 32 - 1)
+            stream = check_int(np.asarray(state["stream"]).item(), "state['stream']",
+                               0, 2 ** 32 - 1)
         if offset + pos.shape[0] > _MAX_CHAINS:
             raise ValueError("state['chain_offset'] + n_chains must be <= 2**32")
         self._key = key.astype(np.uint32)

@@ -32,10 +32,11 @@ Warmup                     :math:`a + t (b - a)/W` for :math:`t < W`, else
 TorchEBM's argument names ``initial_value``, ``final_value`` and ``total_steps`` are
 accepted as aliases of ``start_value``, ``end_value`` and ``n_steps``.
 """
-import numbers
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+from ._validation import check_int, check_real
 
 __all__ = [
     "BaseScheduler",
@@ -67,33 +68,13 @@ def _pick(name, value, alias, alias_value):
 
 
 def _real(x, name):
-    """``x`` as a finite Python float."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
-        # 0-d arrays: NumPy's, and torch's or CuPy's read through the array protocol
-        dtype = getattr(getattr(x, "dtype", None), "kind", None) or str(getattr(x, "dtype", ""))
-        if (getattr(x, "ndim", None) == 0 and hasattr(x, "item")
-                and (dtype in ("i", "u", "f") or "float" in dtype or "int" in dtype)):
-            x = x.item()
-        else:
-            raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if not np.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
+    """``x`` as a finite Python float; 0-d arrays (NumPy's, torch's, CuPy's) count."""
+    return check_real(x, name, allow_0d=True)
 
 
 def _integer(x, name, minimum):
-    """``x`` as a Python int no smaller than ``minimum``."""
-    if isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    if not isinstance(x, numbers.Integral):
-        if isinstance(x, numbers.Real):
-            raise ValueError(f"{name} must be an integer, got {x!r}")
-        raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
-    x = int(x)
-    if x < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {x}")
-    return x
+    """``x`` as a Python int no smaller than ``minimum``; ``2.0`` is a ValueError."""
+    return check_int(x, name, minimum, real_is_value_error=True)
 
 
 # ----------------------------------------------------------------------------- base

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import require_int
 from ..backend import array_namespace
 from ..energies.base import Energy
 
@@ -132,9 +133,7 @@ class TorchEnergy(Energy):
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"device: {exc}") from None
         if dim is not None:
-            if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-                raise ValueError(f"dim must be a positive integer or None, got {dim!r}")
-            dim = int(dim)
+            dim = require_int(dim, "dim", 1, "a positive integer or None")
         self.dim = dim
 
     # ------------------------------------------------------------------ conversion

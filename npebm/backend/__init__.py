@@ -241,10 +241,10 @@ class CUDABackend(Backend):
 
     def evaluate(self, energy, x):
         """Energies and gradients of a compiled energy, one GPU thread per row of ``x``."""
-        from ..samplers import _cuda
+        from ..energies import _cuda_eval
 
         with self.context():
-            return _cuda.evaluate(energy, x)
+            return _cuda_eval.evaluate(energy, x)
 
 
 def simulator_enabled():

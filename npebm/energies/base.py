@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from .._validation import require_int
 from ..backend import array_namespace
 
 __all__ = ["Energy", "CompiledEnergy"]
@@ -250,9 +251,7 @@ class CompiledEnergy(Energy):
         self._function = f
         self.params = self._check_params(params)
         if dim is not None:
-            if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-                raise ValueError(f"dim must be a positive integer or None, got {dim!r}")
-            dim = int(dim)
+            dim = require_int(dim, "dim", 1, "a positive integer or None")
         self.dim = dim
         self._compiled = {}
 

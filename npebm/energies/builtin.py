@@ -5,10 +5,10 @@ Each is a :class:`~npebm.energies.CompiledEnergy` whose per-point kernel lives i
 validated here, at construction, with errors that name the parameter.
 """
 import math
-import numbers
 
 import numpy as np
 
+from .._validation import check_real
 from .base import CompiledEnergy
 
 __all__ = [
@@ -26,14 +26,7 @@ __all__ = [
 
 
 def _real(value, name, positive=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0.0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    return check_real(value, name, positive=positive)
 
 
 def _array(value, name, ndim):

@@ -6,10 +6,9 @@ per-sample ∂E/∂θ).  ``MLPEnergy`` is a ready one: a one-hidden-layer networ
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from .._validation import is_real, require_int
 from ..backend import array_namespace
 from .base import Energy
 
@@ -91,10 +90,8 @@ class MLPEnergy(ParametricEnergy):
 
     def __init__(self, dim, hidden=64, confine=0.0, seed=None):
         for name, value in (("dim", dim), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(confine, bool) or not isinstance(confine, numbers.Real) \
-                or not np.isfinite(confine) or confine < 0:
+            require_int(value, name, 1, "a positive integer")
+        if not is_real(confine) or not np.isfinite(confine) or confine < 0:
             raise ValueError(f"confine must be a finite number >= 0, got {confine!r}")
         self.dim = int(dim)
         self.confine = float(confine)

@@ -15,10 +15,10 @@ I. Mordatch (2019), "Implicit generation and modeling with energy-based models",
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from .._validation import check_bool, check_choice, check_int, check_real, is_integer
 from ..backend import to_numpy
 from ..energies.base import Energy
 
@@ -90,7 +90,7 @@ class ContrastiveDivergence:
     def __init__(self, energy, sampler, k_steps=10, persistent=False, buffer_size=10000,
                  reinit_prob=0.05, init="noise", energy_reg_weight=0.0, *, init_scale=1.0,
                  seed=None):
-        from ..samplers.base import ChainSampler, _is_torch_module, check_int, check_real
+        from ..samplers.base import ChainSampler, _is_torch_module
 
         if _is_torch_module(energy):
             # The module itself, as TorchEBM takes it: the energy the sampler wrapped it
@@ -112,20 +112,16 @@ class ContrastiveDivergence:
         self.energy = energy
         self.sampler = sampler
         self.k_steps = check_int(k_steps, "k_steps", 1)
-        if not isinstance(persistent, (bool, np.bool_)):
-            raise TypeError(f"persistent must be True or False, got {persistent!r}")
-        self.persistent = bool(persistent)
+        self.persistent = check_bool(persistent, "persistent")
         self.buffer_size = check_int(buffer_size, "buffer_size", 1)
         self.reinit_prob = check_real(reinit_prob, "reinit_prob", nonnegative=True)
         if self.reinit_prob > 1:
             raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob}")
-        if init not in ("noise", "data"):
-            raise ValueError(f"init must be 'noise' or 'data', got {init!r}")
-        self.init = init
+        self.init = check_choice(init, "init", ("noise", "data"))
         self.energy_reg_weight = check_real(energy_reg_weight, "energy_reg_weight",
                                             nonnegative=True)
         self.init_scale = check_real(init_scale, "init_scale", positive=True)
-        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed < 0:
+        if is_integer(seed) and seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self._rng = np.random.default_rng(seed)
         self.buffer = None

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_int, check_real
+
 __all__ = ["DenoisingScoreMatching", "SlicedScoreMatching"]
 
 _PROJECTIONS = ("gaussian", "rademacher", "sphere")
@@ -180,8 +182,6 @@ class DenoisingScoreMatching(_ScoreMatching):
 
     def __init__(self, energy, noise_scale=0.1, *, reduction="mean"):
         super().__init__(energy, reduction)
-        from ..samplers.base import check_real
-
         self.noise_scale = check_real(noise_scale, "noise_scale", positive=True)
 
     def forward(self, x, *, noise=None, generator=None):
@@ -273,8 +273,6 @@ class SlicedScoreMatching(_ScoreMatching):
     def __init__(self, energy, n_projections=1, projection="gaussian", *,
                  reduction="mean"):
         super().__init__(energy, reduction)
-        from ..samplers.base import check_int
-
         self.n_projections = check_int(n_projections, "n_projections", 1)
         if projection not in _PROJECTIONS:
             raise ValueError(f"projection must be one of {_PROJECTIONS}, got {projection!r}")

@@ -12,63 +12,32 @@ Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs the same Python 
 Arrays are CuPy arrays on a GPU; under the simulator NumPy arrays stand in (``xp``).
 Imported on the first CUDA run only.
 """
-import contextlib
-
 import numpy as np
 from numba import cuda  # a module global: the simulator swaps it inside kernels
 
+# The compiled energy on the device is the energies' business: evaluation and the
+# per-point pieces live in npebm.energies._cuda_eval; re-exported here for the
+# kernels below and for code that imports them from this module.
+from ..energies._cuda_eval import (  # noqa: F401
+    _USER_POINTS,
+    _build_evaluate,
+    _compile_errors,
+    _device_params,
+    _device_point,
+    _launch,
+    device_rows,
+    evaluate,
+    simulated,
+)
+
 _KERNELS = {}
-_USER_POINTS = {}
-
-
-def simulated():
-    """Whether numba.cuda is Numba's CPU simulator rather than a GPU."""
-    from numba import config
-
-    return bool(config.ENABLE_CUDASIM)
-
-
-def _device_point(energy):
-    """The energy's per-point function, callable from a CUDA kernel: built-ins' are
-    ``register_jitable`` already; a user's ``CompiledEnergy`` function is registered
-    once here (compiled per process, never cached on disk, as on the CPU) and recorded
-    in ``_USER_POINTS``, which is how ``_build`` tells it from a built-in.  CUDA kernels
-    use NumPy's error model, as the CPU does for user functions: 1/0 is inf."""
-    point = energy.point_function
-    if energy._cacheable:
-        return point
-    jitable = _USER_POINTS.get(point)
-    if jitable is None:
-        from numba.extending import register_jitable
-
-        jitable = _USER_POINTS[point] = register_jitable(point)
-    return jitable
-
-
-@contextlib.contextmanager
-def _compile_errors(energy):
-    """A user function Numba cannot compile for CUDA: one ``TypeError`` naming it."""
-    from numba.core.errors import NumbaError
-
-    try:
-        yield
-    except NumbaError as exc:
-        from ..energies._compile import _explain_compile_error
-
-        raise TypeError("on device='cuda': " + _explain_compile_error(
-            energy.point_function, exc)) from None
 
 
 def _build(module, point):
     from numba.extending import register_jitable
 
-    from ..energies._kernels import make_block, make_user_block
-
-    # The energy's per-point kernel over a block's rows, as the CPU's block functions; a
-    # user's function gets NaN gradient rows to write into, but no try (CUDA has none).
-    user = any(point is p for p in _USER_POINTS.values())
-    rows = make_user_block(point, catch=False) if user else make_block(point)
-    run_block = module._build_run_block(register_jitable(rows), True)
+    # The energy's per-point kernel over a block's rows (see device_rows).
+    run_block = module._build_run_block(register_jitable(device_rows(point)), True)
     thread_scratch = register_jitable(module._thread_scratch)
 
     @cuda.jit
@@ -99,55 +68,6 @@ def kernel_for(sampler, energy):
     if kernel is None:
         kernel = _KERNELS[key] = _build(module, _device_point(energy))
     return kernel, module
-
-
-def _device_params(xp, energy, dtype):
-    from ..energies import _compile
-
-    return tuple(xp.asarray(p) if isinstance(p, np.ndarray) else p
-                 for p in _compile.cast_params(energy.params, dtype))
-
-
-def _launch(n):
-    """Grid and block sizes for ``n`` threads."""
-    tpb = 128
-    return max(1, -(-n // tpb)), tpb
-
-
-def _build_evaluate(point):
-    from numba.extending import register_jitable
-
-    from ..energies._kernels import make_block, make_user_block
-
-    user = any(point is p for p in _USER_POINTS.values())
-    block = register_jitable(make_user_block(point, catch=False) if user else make_block(point))
-
-    @cuda.jit
-    def evaluate_rows(params, X, G, E):
-        i = cuda.grid(1)
-        if i < X.shape[0]:
-            block(X[i:i + 1], G[i:i + 1], E[i:i + 1], params)
-
-    return evaluate_rows
-
-
-def evaluate(energy, x):
-    """Energies ``(n,)`` and gradients ``(n, dim)`` of a compiled energy at device array
-    ``x``, one thread per row; the results stay on the device."""
-    from ..backend import array_namespace
-
-    xp = array_namespace(x)
-    x = xp.ascontiguousarray(x)
-    key = ("evaluate", energy.point_function)
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        kernel = _KERNELS[key] = _build_evaluate(_device_point(energy))
-    e = xp.empty(x.shape[0], x.dtype)
-    g = xp.empty_like(x)
-    if x.shape[0]:
-        with _compile_errors(energy):
-            kernel[_launch(x.shape[0])](_device_params(xp, energy, x.dtype), x, g, e)
-    return e, g
 
 
 def _build_fill(kind):

@@ -9,7 +9,6 @@ chunks of steps, and assembles results, diagnostics and the resumable state.
 from __future__ import annotations
 
 import functools
-import numbers
 import os
 import sys
 import time
@@ -17,6 +16,9 @@ import warnings
 
 import numpy as np
 
+# check_real and check_probability stay importable from here, where they used to live
+from .._validation import (check_bool, check_int, check_probability,  # noqa: F401
+                           check_real, is_integer)
 from ..backend import array_namespace, get_backend, resolve_dtype, to_numpy
 from ..diagnostics import Diagnostics
 from ..energies.base import Energy
@@ -64,44 +66,6 @@ class InsufficientMemoryError(MemoryError, ValueError):
 
 
 # ----------------------------------------------------------------------------- checks
-
-def check_int(value, name, minimum):
-    """``value`` as an int ``>= minimum``; TypeError/ValueError naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def check_real(value, name, positive=False, nonnegative=False):
-    """``value`` as a finite float, optionally > 0 or >= 0."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return value
-
-
-def check_probability(value, name):
-    """``value`` as a float strictly between 0 and 1."""
-    value = check_real(value, name)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value}")
-    return value
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)
-
 
 def _is_torch_module(value):
     # By the class hierarchy's module names: torch is never imported to find out.
@@ -192,7 +156,7 @@ def _int_key(seed):
 def _key(seed):
     """The stream key of ``seed``; integer seeds are remembered (a SeedSequence costs
     ~20 µs, which matters to runs of a few chains)."""
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+    if is_integer(seed):
         return _int_key(int(seed)).copy()
     return key_from_seed(seed)
 
@@ -393,10 +357,10 @@ class ChainSampler(BaseSampler):
         n_steps = check_int(n_steps, "n_steps", 1)
         thin = check_int(thin, "thin", 1)
         burn_in = check_int(burn_in, "burn_in", 0)
-        return_trajectory = _check_bool(return_trajectory, "return_trajectory")
-        return_diagnostics = _check_bool(return_diagnostics, "return_diagnostics")
-        progress = _check_bool(progress, "progress")
-        resume = _check_bool(resume, "resume")
+        return_trajectory = check_bool(return_trajectory, "return_trajectory")
+        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
+        progress = check_bool(progress, "progress")
+        resume = check_bool(resume, "resume")
         chain_offset = check_int(chain_offset, "chain_offset", 0)
         adapt = self._check_adapt(adapt, burn_in)
         plan = _Plan(n_steps // thin, return_trajectory, return_diagnostics)

@@ -13,13 +13,12 @@ R. M. Neal, "MCMC using Hamiltonian dynamics", Handbook of Markov Chain Monte Ca
 (2011).
 """
 import math
-import numbers
 
 import numpy as np
 
+from .._validation import check_int, check_probability, is_real
 from ..backend import to_numpy
-from .base import (DIVERGENCE_THRESHOLD, ChainSampler, check_int, check_probability,
-                   schedule_values)
+from .base import DIVERGENCE_THRESHOLD, ChainSampler, schedule_values
 
 __all__ = ["HamiltonianMonteCarlo"]
 
@@ -220,7 +219,7 @@ def _thread_scratch(scratch, i):
 
 
 def _check_jitter(jitter):
-    if not isinstance(jitter, numbers.Real) or isinstance(jitter, (bool, np.bool_)):
+    if not is_real(jitter):
         raise TypeError(f"jitter must be a float in [0, 1), got {type(jitter).__name__}")
     if not 0 <= jitter < 1:
         raise ValueError(f"jitter must be in [0, 1), got {jitter}")
@@ -231,7 +230,7 @@ def _check_mass(mass):
     """``(kind, mass)``: validated mass as None, a positive float, (dim,) or SPD (dim, dim)."""
     if mass is None:
         return _IDENTITY, None
-    if isinstance(mass, numbers.Real) and not isinstance(mass, (bool, np.bool_)):
+    if is_real(mass):
         value = float(mass)
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"mass must be positive and finite, got {mass}")

@@ -7,7 +7,8 @@ then clipped to ``clamp``.  With σ = 1 and λ = 0 it samples exp(−E) up to an
 """
 import numpy as np
 
-from .base import ChainSampler, check_real, schedule_values
+from .._validation import check_real
+from .base import ChainSampler, schedule_values
 
 __all__ = ["LangevinDynamics"]
 

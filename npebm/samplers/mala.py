@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from .base import ChainSampler, check_probability, schedule_values
+from .._validation import check_probability
+from .base import ChainSampler, schedule_values
 
 __all__ = ["MALA"]
 
