@@ -141,12 +141,15 @@ def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, momen
         gn_out[c, k] = math.sqrt(gn)
         acc_out[c, k] = accepted
         # The driver combines a bounded number of kept steps at a time: kept step k
-        # sums into slot k % slots.
-        slot = k % moments.shape[1] if moments.shape[0] != 0 else 0
-        for j in range(d if moments.shape[0] != 0 else 0):
-            v = np.float64(xb[r, j])
-            if r == 0:
-                moments[b, slot, 0, j] = v
-            v -= moments[b, slot, 0, j]
-            moments[b, slot, 1, j] += v
-            moments[b, slot, 2, j] += v * v
+        # sums into slot k mod slots, slots a power of two.  The slot is computed only
+        # when moments are kept, with a mask rather than a modulo: either way round it
+        # made the HMC kernel 1.7x slower even without diagnostics (W2, measured).
+        if moments.shape[0] != 0:
+            slot = k & (moments.shape[1] - 1)
+            for j in range(d):
+                v = np.float64(xb[r, j])
+                if r == 0:
+                    moments[b, slot, 0, j] = v
+                v -= moments[b, slot, 0, j]
+                moments[b, slot, 1, j] += v
+                moments[b, slot, 2, j] += v * v

@@ -663,7 +663,16 @@ class ChainSampler(BaseSampler):
         """``schedule(s0, s1)``: the schedules' arrays for steps ``s0 .. s1 - 1`` of a run
         whose step 0 is the sampler's step ``start``, computed a chunk at a time so that
         memory does not grow with ``n_steps``."""
-        return lambda s0, s1: self._schedules(start + s0, s1 - s0)
+        checked = self.__dict__.pop("_checked_schedule", None)
+
+        def schedule(s0, s1):
+            # The first piece was computed when it was checked: a short run (one piece)
+            # then evaluates its schedules once.
+            if checked is not None and checked[0] == (start + s0, s1 - s0):
+                return checked[1]
+            return self._schedules(start + s0, s1 - s0)
+
+        return schedule
 
     def _check_schedules(self, start, n, dtype):
         """Every scheduled value of steps ``start .. start + n - 1`` valid in ``dtype``,
@@ -672,7 +681,10 @@ class ChainSampler(BaseSampler):
         limit = np.finfo(dtype).max
         for a in range(start, start + min(n, CHECKED_STEPS), SCHEDULE_PIECE):
             b = min(start + min(n, CHECKED_STEPS), a + SCHEDULE_PIECE)
-            for name, values in self._schedules(a, b - a).items():
+            arrays = self._schedules(a, b - a)
+            if a == start:
+                self._checked_schedule = ((a, b - a), arrays)
+            for name, values in arrays.items():
                 big = np.abs(values) > limit
                 if big.any():
                     i = int(np.argmax(big))
@@ -788,8 +800,9 @@ class ChainSampler(BaseSampler):
                 # combined into mean and var once all blocks have passed it; a shard of a
                 # distributed run keeps all of them for the gather to combine.
                 shard = getattr(self, "_shard_rows", None) is not None
-                slots = n_kept if shard else min(
-                    n_kept, max(1, MOMENT_BYTES // (n_blocks * 3 * d * 8)))
+                slots = _pow2_at_least(n_kept)
+                if not shard:
+                    slots = min(slots, _pow2_at_most(MOMENT_BYTES // (n_blocks * 3 * d * 8)))
                 out["moments"] = xp.zeros(
                     (n_blocks, slots, 3, d) if want_diag else (0, 0, 3, d), np.float64)
         out["step_size"] = np.empty(n_kept if want_diag else 0)
@@ -858,7 +871,7 @@ class ChainSampler(BaseSampler):
             extra["trajectory"] = out["traj"]  # the same array, not a copy
         if getattr(self, "_shard_rows", None):
             # Raw per-block sums for npebm.distributed to combine across shards.
-            extra["_moments"] = out["moments"] if "moments" in out else None
+            extra["_moments"] = out["moments"][:, :n_kept] if "moments" in out else None
             extra["_rows"] = out["rows"]
         if adapt is not None:
             extra["adapted_step_size"] = np.float64(self._constant_step_size())
@@ -874,6 +887,16 @@ def kept_indices(s0, s1, burn_in, thin):
     division in the kernels)."""
     t = np.arange(s0, s1, dtype=np.int64) - burn_in + 1
     return np.where((t > 0) & (t % thin == 0), t // thin - 1, -1).astype(np.int64)
+
+
+def _pow2_at_least(n):
+    """The smallest power of two >= n (0 for 0)."""
+    return 0 if n <= 0 else 1 << (int(n) - 1).bit_length()
+
+
+def _pow2_at_most(n):
+    """The largest power of two <= n (at least 1)."""
+    return 1 << max(0, int(n).bit_length() - 1)
 
 
 def _slots(out):
