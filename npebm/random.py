@@ -27,12 +27,14 @@ import numpy as np
 
 from ._validation import check_int, is_integer
 
-__all__ = ["NOISE", "INIT", "key_from_seed", "ChainStreams"]
+__all__ = ["NOISE", "INIT", "STATE", "key_from_seed", "ChainStreams"]
 
 #: Stream id of sampler noise and accept/reject uniforms.
 NOISE = 0
 #: Stream id of initial-state draws (drawing x0 never shifts the noise stream).
 INIT = 1
+#: Stream id of the initial draws of a sampler's own per-chain state (a momentum).
+STATE = 2
 
 _MAX_CHAINS = 2 ** 32  # the chain index is one 32-bit counter word
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -33,41 +33,42 @@ from ..energies._cuda_eval import (  # noqa: F401
 _KERNELS = {}
 
 
-def _build(module, point):
+def _build(build_step, point):
     from numba.extending import register_jitable
 
+    from ._loop import build_run_rows
+
     # The energy's per-point kernel over a block's rows (see device_rows).
-    run_block = module._build_run_block(register_jitable(device_rows(point)), True)
-    thread_scratch = register_jitable(module._thread_scratch)
+    rows = register_jitable(device_rows(point))
+
+    def evaluate_rows(block, X, G, E, params):
+        rows(X, G, E, params)
+
+    evaluate_rows = register_jitable(evaluate_rows)
+    run_rows = build_run_rows(build_step(evaluate_rows), evaluate_rows)
 
     @cuda.jit
-    def kernel(params, X, G, E, have_grad, pos, k0, k1, chain_offset, s0, s1, keep, extra,
-               outs, base, scratch):
+    def kernel(s0, s1, keep, have_grad, params, chains, extra, args, scratch, info, counts,
+               outs):
         i = cuda.grid(1)
-        if i >= X.shape[0]:
+        if i >= chains[0].shape[0]:
             return
-        xb, gb, eb, xn, gn, en, pb, bufs = base
-        # Block index 0 and no across-chain moments: the driver reduces those from the
-        # kept states, so no thread waits for another.
-        run_block(0, i, None, params, X, G, E, have_grad, pos, k0, k1, chain_offset + i, s0,
-                  s1, keep, *extra, *outs, xb[i:i + 1], gb[i:i + 1], eb[i:i + 1],
-                  xn[i:i + 1], gn[i:i + 1], en[i:i + 1], pb[i:i + 1], bufs[i:i + 1],
-                  *thread_scratch(scratch, i))
+        # One chain per thread, as a block of one row (block index 0: no across-chain
+        # moments, which the driver reduces from the kept states, so no thread waits).
+        run_rows(0, i, i + 1, True, s0, s1, keep, have_grad, None, params, chains, extra,
+                 args, scratch, info, counts, outs)
 
     return kernel
 
 
 def kernel_for(sampler, energy):
-    """``(kernel, module)``: the CUDA kernel of ``sampler``'s type for ``energy``'s
-    per-point function, and the sampler's module (its scratch layout)."""
-    import sys
-
-    module = sys.modules[type(sampler)._build_kernel.__module__]
-    key = (module.__name__, energy.point_function)
+    """The CUDA kernel of ``sampler``'s step for ``energy``'s per-point function."""
+    build_step = type(sampler)._build_step
+    key = (build_step, energy.point_function)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = _build(module, _device_point(energy))
-    return kernel, module
+        kernel = _KERNELS[key] = _build(build_step, _device_point(energy))
+    return kernel
 
 
 def _build_fill(kind):
@@ -127,7 +128,7 @@ def kept_moments(x, mean, var):
 
 
 class CudaRunner:
-    """Runs chunks of steps through the sampler's CUDA kernel (the CPU ``_FusedRunner``'s
+    """Runs chunks of steps through the sampler's CUDA kernel (the CPU runner's
     interface): state and outputs stay in ``xp`` arrays on the device.
 
     Threads never share an accumulator, so the across-chain mean and variance of each
@@ -140,41 +141,36 @@ class CudaRunner:
     MOMENT_BUFFER = 1 << 25
 
     def __init__(self, sampler, st, schedule, out, backend):
+        from ._loop import loop_arrays
+
         self.backend = backend
         xp = self.xp = backend.xp
         dtype = st.x.dtype
-        self.kernel, module = kernel_for(sampler, sampler.energy)
+        self.kernel = kernel_for(sampler, sampler.energy)
         self.params = _device_params(xp, sampler.energy, dtype)
         self.sampler, self.st, self.schedule, self.out = sampler, st, schedule, out
         n, d = st.x.shape
-        self.X = xp.asarray(st.x)
-        eg, st.eg = st.eg, None
-        self.have_grad = eg is not None
-        self.E, self.G = eg if eg is not None else (xp.empty(n, dtype), xp.empty_like(self.X))
-        self.pos = xp.asarray(st.pos)
-        self.k0, self.k1 = np.uint64(st.key[0]), np.uint64(st.key[1])
-        self.base = (xp.empty((n, d), dtype), xp.empty((n, d), dtype), xp.empty(n, dtype),
-                     xp.empty((n, d), dtype), xp.empty((n, d), dtype), xp.empty(n, dtype),
-                     xp.empty(n, np.uint64), xp.empty((n, 4), np.uint32))
-        self.scratch = module._cuda_scratch(xp, n, d, dtype)
+        st.x = xp.asarray(st.x)
+        st.pos = xp.asarray(st.pos)
+        st.extra = {k: xp.asarray(v) for k, v in st.extra.items()}
+        self.have_grad, self.chains, self.extra, self.scratch, self.info, self.counts = \
+            loop_arrays(xp, sampler, st, out)
         self.no_moments = xp.zeros((0, 0, 3, d))
         self.want_moments = out["mean"].shape[0] > 0
         self.done = 0
 
-    def _launch(self, n_steps, keep, extra, outs):
+    def _launch(self, n_steps, keep, args, outs):
         with self.backend.context(), _compile_errors(self.sampler.energy):
-            self.kernel[_launch(self.X.shape[0])](
-                self.params, self.X, self.G, self.E, self.have_grad, self.pos, self.k0,
-                self.k1, np.int64(self.st.chain_offset), np.int64(0), np.int64(n_steps),
-                keep, extra, outs, self.base, self.scratch)
+            self.kernel[_launch(self.st.x.shape[0])](
+                np.int64(0), np.int64(n_steps), keep, self.have_grad, self.params,
+                self.chains, self.extra, args, self.scratch, self.info, self.counts, outs)
         self.have_grad = True
 
     def __call__(self, s0, s1, burn_in, thin):
-        from .base import _kept_piece, _record_step_sizes
+        from ._loop import kept_piece, record_step_sizes
 
         o, xp = self.out, self.xp
-        tail = (o["divergences"], o["n_accepted"], o["alpha"])
-        n, d = self.X.shape
+        n, d = self.st.x.shape
         # Without a trajectory, the kept states behind the moments go to a bounded
         # scratch buffer: a launch keeps at most per_launch of them.
         own = o["traj"].shape[0] > 0
@@ -182,27 +178,28 @@ class CudaRunner:
         buf = None
         a = s0
         while a < s1:
-            b, keep = _kept_piece(a, s1, burn_in, thin, per_launch)
+            b, keep = kept_piece(a, s1, burn_in, thin, per_launch)
             sched = self.schedule(a, b)
-            extra = tuple(xp.asarray(v) if isinstance(v, np.ndarray) else v for v in
-                          self.sampler._kernel_args(sched, self.X.dtype, d))
+            args = tuple(xp.asarray(v) if isinstance(v, np.ndarray) else v for v in
+                         self.sampler._step_args(sched, self.st.x.dtype, d))
             kept = keep[keep >= 0]
             ka, kb = (int(kept[0]), int(kept[-1]) + 1) if len(kept) else (0, 0)
             if not self.want_moments:
-                self._launch(b - a, xp.asarray(keep), extra,
+                self._launch(b - a, xp.asarray(keep), args,
                              (o["traj"], o["energy"], o["grad_norm"], o["accepted"],
-                              self.no_moments) + tail)
+                              self.no_moments, o["info"]))
             else:
                 if not own and buf is None:
                     buf = xp.empty((n, min(per_launch, o["mean"].shape[0]), d),
-                                   self.X.dtype)
+                                   self.st.x.dtype)
                 traj = o["traj"][:, ka:kb] if own else buf[:, :kb - ka]
-                self._launch(b - a, xp.asarray(np.where(keep >= 0, keep - ka, -1)), extra,
+                self._launch(b - a, xp.asarray(np.where(keep >= 0, keep - ka, -1)), args,
                              (traj, o["energy"][:, ka:kb], o["grad_norm"][:, ka:kb],
-                              o["accepted"][:, ka:kb], self.no_moments) + tail)
+                              o["accepted"][:, ka:kb], self.no_moments,
+                              o["info"][:, ka:kb]))
                 if kb > ka:
                     kept_moments(traj, o["mean"][ka:kb], o["var"][ka:kb])
-            _record_step_sizes(o, keep, sched)
+            record_step_sizes(o, keep, sched)
             a = self.done = b
         self.sync()
 
@@ -212,5 +209,4 @@ class CudaRunner:
         self.backend.synchronize()
 
     def store(self, st):
-        st.x = self.X
-        st.pos = self.pos
+        """The chains' state is advanced in place: nothing to copy back."""

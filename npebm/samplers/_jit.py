@@ -1,6 +1,7 @@
 """Compiled pieces shared by the sampler kernels (loaded on the first compiled run).
 
-Each sampler module builds its kernel with a factory, ``_build_kernel(fixed)``:
+The CPU loop (``_loop.build_cpu_kernel(build_step, fixed, chain_major)``) is built per
+sampler step and per energy:
 
 - ``fixed`` is a built-in energy's block function, compiled with ``njit``: the kernel
   is specialised to it and inlines it, which is what makes one- and few-chain runs fast;
@@ -10,7 +11,8 @@ Each sampler module builds its kernel with a factory, ``_build_kernel(fixed)``:
 
 Both kernels are cached on disk.  Numba keys a cached closure on the pickled contents
 of its cells, so each specialisation gets its own entry; :data:`SOURCE_STAMP`, a cell of
-every kernel, ties those entries to the source of the files the kernels inline
+every kernel, ties those entries to the source of the files the kernels inline (every
+module of ``npebm.samplers``, the Philox streams and the built-in energies)
 (Numba by itself only watches the kernel's own file).
 """
 import hashlib
@@ -29,8 +31,8 @@ from ..energies import _kernels as _energy_kernels
 
 def _source_stamp():
     here = os.path.dirname(os.path.abspath(__file__))
-    files = [os.path.abspath(__file__), _philox.__file__, _energy_kernels.__file__]
-    files += [os.path.join(here, f"{name}.py") for name in ("langevin", "mala", "hmc")]
+    files = [_philox.__file__, _energy_kernels.__file__]
+    files += sorted(os.path.join(here, f) for f in os.listdir(here) if f.endswith(".py"))
     digest = hashlib.sha256()
     for path in files:
         with open(path, "rb") as fh:
@@ -63,43 +65,11 @@ def _call_block(fixed, block, X, G, E, params):
     return lambda fixed, block, X, G, E, params: fixed(X, G, E, params)
 
 
-@register_jitable
-def block_scratch(X, c0, m):
-    """Thread-private state of chains ``c0 .. c0 + m - 1``: (xb, gb, eb, xn, gn, en, pb, bufs).
-
-    Each block works on its own copies, so chains of different threads never share cache
-    lines; ``bufs`` holds the chains' 4-word stream caches ``BUF_STRIDE`` words apart.
-    """
-    d = X.shape[1]
-    return (np.empty((m, d), X.dtype), np.empty((m, d), X.dtype), np.empty(m, X.dtype),
-            np.empty((m, d), X.dtype), np.empty((m, d), X.dtype), np.empty(m, X.dtype),
-            np.empty(m, np.uint64), np.empty((m, BUF_STRIDE), np.uint32))
-
-
 @register_jitable(inline=inline_on_cpu)
-def load_block(X, G, E, pos, c0, xb, gb, eb, pb):
-    for r in range(xb.shape[0]):
-        for j in range(xb.shape[1]):
-            xb[r, j] = X[c0 + r, j]
-            gb[r, j] = G[c0 + r, j]
-        eb[r] = E[c0 + r]
-        pb[r] = pos[c0 + r]
-
-
-@register_jitable(inline=inline_on_cpu)
-def store_block(X, G, E, pos, c0, xb, gb, eb, pb):
-    for r in range(xb.shape[0]):
-        for j in range(xb.shape[1]):
-            X[c0 + r, j] = xb[r, j]
-            G[c0 + r, j] = gb[r, j]
-        E[c0 + r] = eb[r]
-        pos[c0 + r] = pb[r]
-
-
-@register_jitable(inline=inline_on_cpu)
-def start_streams(k0, k1, chain0, pos, bufs):
-    for r in range(pos.shape[0]):
-        sync(k0, k1, np.uint64(chain0 + r), NOISE, pos[r], bufs[r, :4])
+def start_streams(k0, k1, chain0, pos, bufs, c0, c1):
+    """Fill the stream caches of chains ``c0 .. c1 - 1`` (global index ``chain0 + c``)."""
+    for r in range(c0, c1):
+        sync(k0, k1, np.uint64(chain0 + r), NOISE, pos[r], bufs[r])
 
 
 @register_jitable(inline=inline_on_cpu)
@@ -120,8 +90,9 @@ def copy_row(src, dst, r):
 
 
 @register_jitable(inline=inline_on_cpu)
-def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, moments):
-    """Write chain ``c`` (row ``r`` of block ``b``) into the outputs at kept index ``k``.
+def record(k, b, r, first, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, moments):
+    """Write chain ``r`` of block ``b`` into the outputs at kept index ``k``; ``first``:
+    whether it is the block's first chain.
 
     Zero-size outputs were not asked for and are skipped.  ``moments[b, slot]`` holds the
     block's float64 (shift, sum of x - shift, sum of (x - shift)^2) per coordinate, the
@@ -132,14 +103,14 @@ def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, momen
     d = xb.shape[1]
     if traj.shape[0] != 0:
         for j in range(d):
-            traj[c, k, j] = xb[r, j]
+            traj[r, k, j] = xb[r, j]
     if e_out.shape[0] != 0:
-        e_out[c, k] = eb[r]
+        e_out[r, k] = eb[r]
         gn = 0.0
         for j in range(d):
             gn += np.float64(gb[r, j]) * np.float64(gb[r, j])
-        gn_out[c, k] = math.sqrt(gn)
-        acc_out[c, k] = accepted
+        gn_out[r, k] = math.sqrt(gn)
+        acc_out[r, k] = accepted
         # The driver combines a bounded number of kept steps at a time: kept step k
         # sums into slot k mod slots, slots a power of two.  The slot is computed only
         # when moments are kept, with a mask rather than a modulo: either way round it
@@ -148,7 +119,7 @@ def record(k, b, c, r, xb, eb, gb, accepted, traj, e_out, gn_out, acc_out, momen
             slot = k & (moments.shape[1] - 1)
             for j in range(d):
                 v = np.float64(xb[r, j])
-                if r == 0:
+                if first:
                     moments[b, slot, 0, j] = v
                 v -= moments[b, slot, 0, j]
                 moments[b, slot, 1, j] += v

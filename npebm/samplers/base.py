@@ -22,8 +22,12 @@ from .._validation import (check_bool, check_int, check_probability,  # noqa: F4
 from ..backend import array_namespace, get_backend, resolve_dtype, to_numpy
 from ..diagnostics import Diagnostics
 from ..energies.base import Energy
-from ..random import INIT, NOISE, key_from_seed
+from ..random import INIT, key_from_seed
 from ..schedulers import as_scheduler
+from ._loop import CpuRunner, VectorRunner
+from ._loop import combine_moments as _combine_moments  # noqa: F401  (distributed)
+from ._loop import rows_per_block as _rows_per_block
+from .state import ChainState
 
 __all__ = ["BaseSampler", "ChainSampler", "InsufficientMemoryError", "SamplingWarning"]
 
@@ -244,29 +248,31 @@ class BaseSampler:
         return f"{type(self).__name__}(energy={self.energy!r}, device={self.device!r})"
 
 
-class _RunState:
-    """Where the chains of one run stand; arrays owned by the driver."""
-
-    def __init__(self, x, pos, key, step, chain_offset):
-        self.x = x
-        self.pos = pos
-        self.key = key
-        self.step = step
-        self.chain_offset = chain_offset
-        self.eg = None  # energies and gradients at x when known, for the runner to reuse
-
-
 class ChainSampler(BaseSampler):
     """Driver shared by the built-in samplers; see :meth:`sample`.
 
-    Subclasses define:
+    A sampler is its declared state, its info fields and one step (the contract the
+    loops of ``npebm.samplers._loop`` run; its docstring has the step's signature):
 
-    - ``_build_kernel(fixed, chain_major)``: a static method returning the fused kernel;
+    - ``state_fields``: :class:`~npebm.samplers.StateField` s carried per chain beyond
+      x, E(x), ∇E(x) and the stream position (zeros at a fresh start unless
+      ``_init_state_fields`` draws them);
+    - ``info_fields``: :class:`~npebm.samplers.InfoField` s the step reports per chain,
+      recorded in the diagnostics as ``(n_kept, n_samples)``;
+    - ``_build_step(evaluate)``: a static method returning the compiled step;
+    - ``_scratch(xp, n, dim, dtype)``: the step's per-chain scratch arrays (a tuple);
     - ``_schedules(start, n)``: dict of per-step float64 arrays (``"step_size"`` among
       them) for steps ``start .. start + n - 1``;
-    - ``_kernel_args(sched, dtype, dim)``: the sampler's own kernel arguments;
-    - ``_vector_step(st, s, sched, streams)``: one step of the vectorised path.
+    - ``_step_args(sched, dtype, dim)``: the step's arguments (a tuple);
+    - ``_vector_step(run, s, sched, streams)``: the same step as array operations.
     """
+
+    state_fields = ()
+    info_fields = ()
+
+    @staticmethod
+    def _scratch(xp, n, d, dtype):
+        return ()
 
     def __init__(self, energy=None, *, dtype=None, device="cpu", seed=None, model=None,
                  energy_function=None):
@@ -388,44 +394,40 @@ class ChainSampler(BaseSampler):
 
         Keys: ``x`` (n_samples, dim), ``pos`` (n_samples,) stream positions, ``key`` (2,)
         the stream key, ``step`` the number of steps run (schedules continue from it),
-        ``chain_offset``, ``step_size`` (the constant or adapted step size; NaN for a
-        schedule, which the sampler itself carries).
+        ``chain_offset``, ``sampler`` (the class name), ``step_size`` (the constant or
+        adapted step size; NaN for a schedule, which the sampler itself carries), and
+        one entry per declared state field (e.g. ``momentum``).
         """
+        state = self.state.to_dict()
+        state["sampler"] = np.str_(type(self).__name__)
+        state["step_size"] = np.float64(self._constant_step_size())
+        return state
+
+    @property
+    def state(self):
+        """The :class:`~npebm.samplers.ChainState` of the last run (or of
+        :meth:`set_state`), which ``resume=True`` continues."""
         if self._state is None:
             raise RuntimeError("nothing to save: this sampler has not run yet")
-        st = self._state
-        return {"x": np.array(to_numpy(st.x)), "pos": np.array(to_numpy(st.pos)),
-                "key": st.key.copy(),
-                "step": np.int64(st.step), "chain_offset": np.int64(st.chain_offset),
-                "sampler": np.str_(type(self).__name__),
-                "step_size": np.float64(self._constant_step_size())}
+        return self._state
 
     def set_state(self, state):
-        """Restore :meth:`get_state`'s dict (e.g. from ``np.load``) for ``resume=True``."""
+        """Restore :meth:`get_state`'s dict (e.g. from ``np.load``), or a
+        :class:`~npebm.samplers.ChainState`, for ``resume=True``."""
+        if isinstance(state, ChainState):
+            state = dict(state.to_dict(), sampler=np.str_(type(self).__name__))
         try:
-            x = np.array(to_numpy(state["x"]))
-            pos = np.array(to_numpy(state["pos"]))
-            key = np.array(state["key"])
-            step = int(state["step"])
-            chain_offset = int(state["chain_offset"])
+            for name in ("x", "pos", "key", "step", "chain_offset"):
+                state[name]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"state must be a dict from get_state(); {exc}") from None
         self._check_state_kind(state)
-        if x.ndim != 2 or x.dtype.kind != "f" or x.dtype not in (np.float32, np.float64):
-            raise ValueError(f"state['x'] must be a float32/float64 (n, dim) array, got "
-                             f"{x.dtype} {x.shape}")
-        if pos.shape != (x.shape[0],) or pos.dtype.kind not in "iu" or (pos < 0).any():
-            raise ValueError("state['pos'] must hold one non-negative integer per chain")
-        if key.shape != (2,) or key.dtype != np.uint32:
-            raise ValueError("state['key'] must be a uint32 array of shape (2,)")
-        if step < 0 or chain_offset < 0:
-            raise ValueError("state['step'] and state['chain_offset'] must be non-negative")
-        self._check_dim(x.shape[1], "state['x']")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("state['x'] holds NaN or inf")
-        self._state = _RunState(self.backend.asarray(x, dtype=x.dtype, name="state['x']"),
-                                self._on_device(pos.astype(np.uint64)), key, step,
-                                chain_offset)
+        st = ChainState.from_dict(
+            state, self.state_fields,
+            lambda a: self.backend.asarray(a, dtype=a.dtype, name="state['x']")
+            if a.dtype.kind == "f" else self._on_device(a))
+        self._check_dim(st.dim, "state['x']")
+        self._state = st
         step_size = state.get("step_size") if hasattr(state, "get") else None
         if step_size is not None and np.isfinite(step_size):
             from ..schedulers import ConstantScheduler
@@ -502,7 +504,26 @@ class ChainSampler(BaseSampler):
             if plan is not None:
                 self._check_memory(x0.shape[0], x0.shape[1], x0.dtype, plan)
         pos = self._on_device(np.zeros(x0.shape[0], np.uint64))
-        return _RunState(x0, pos, key, 0, chain_offset)
+        st = ChainState(x0, pos, key, 0, chain_offset)
+        self._init_state_fields(st)
+        return st
+
+    def _init_state_fields(self, st):
+        """Give a fresh state its declared fields: zeros, unless the sampler draws them."""
+        xp = array_namespace(st.x)
+        for f in self.state_fields:
+            st.extra[f.name] = xp.zeros((st.n_chains,) + f.per_chain_shape(st.dim), st.dtype)
+
+    def _draw_normal(self, st, stream, dim):
+        """N(0, I) of shape (n_chains, dim) from each chain's ``stream`` (by chain index)."""
+        from ..random import ChainStreams
+
+        n = st.n_chains
+        streams = ChainStreams(seed=None, n_chains=n, chain_offset=st.chain_offset,
+                               stream=stream)
+        streams.set_state({"key": st.key, "positions": np.zeros(n, np.uint64),
+                           "chain_offset": st.chain_offset, "stream": stream})
+        return self._on_device(np.ascontiguousarray(streams.normal(dim, dtype=st.dtype)))
 
     def _check_x(self, x, dim, n_samples):
         """``x`` checked and copied onto the sampler's device, as ``(n_samples, dim)``:
@@ -570,7 +591,7 @@ class ChainSampler(BaseSampler):
         if self.dtype is not None and st.x.dtype != self.dtype:
             raise ValueError(f"the state being resumed is {st.x.dtype} but the sampler's dtype "
                              f"is {self.dtype}")
-        return _RunState(st.x.copy(), st.pos.copy(), st.key.copy(), st.step, st.chain_offset)
+        return st.copy()
 
     # ------------------------------------------------------------------ adaptation
     def _check_adapt(self, adapt, burn_in):
@@ -605,7 +626,7 @@ class ChainSampler(BaseSampler):
     def _trial(self, st, step_size):
         """Mean one-step acceptance at ``step_size``, leaving the chains where they were."""
         saved = self._state
-        trial = _RunState(st.x.copy(), st.pos.copy(), st.key, st.step, st.chain_offset)
+        trial = st.copy()
         try:
             return self._one_step(trial, step_size)
         finally:
@@ -751,7 +772,7 @@ class ChainSampler(BaseSampler):
         # (bytes, what they hold, what to change); the state counts the chains, their
         # gradients and energies, proposals and the run's working copies.
         parts = [
-            (8 * n * d * item + 64 * n, "the chains' states", "use fewer chains (n_samples=)"),
+            (12 * n * d * item + 64 * n, "the chains' states", "use fewer chains (n_samples=)"),
             (n * n_kept * d * item if plan.trajectory else 0, "the trajectory",
              "keep fewer steps (a larger thin=, fewer n_steps=) or chains (n_samples=), or "
              "leave out return_trajectory=True"),
@@ -793,6 +814,9 @@ class ChainSampler(BaseSampler):
                 "n_accepted": xp.zeros(n, np.int64),
                 "alpha": xp.zeros(n, np.float64),  # acceptance probability of the last step
             }
+            n_info = len(self.info_fields)
+            out["info"] = xp.zeros((n, n_kept, n_info) if want_diag else (0, 0, n_info),
+                                   np.float64)
             out["mean"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
             out["var"] = xp.zeros((n_kept, d) if want_diag else (0, d), np.float64)
             if not (fused and cuda):
@@ -812,9 +836,9 @@ class ChainSampler(BaseSampler):
 
             runner = CudaRunner(self, st, schedule, out, self.backend)
         elif fused:
-            runner = _FusedRunner(self, st, schedule, out, rows)
+            runner = CpuRunner(self, st, schedule, out, rows)
         else:
-            runner = _VectorRunner(self, st, schedule, out)
+            runner = VectorRunner(self, st, schedule, out)
         return runner, out
 
     def _run(self, st, schedule, burn_in, n_steps, thin, want_traj, want_diag, progress):
@@ -877,16 +901,11 @@ class ChainSampler(BaseSampler):
             extra["adapted_step_size"] = np.float64(self._constant_step_size())
             if adapt != "step_size":
                 extra["adapted_mass"] = self._on_device(np.array(self.mass))
+        for i, f in enumerate(self.info_fields):
+            extra[f.name] = xp.ascontiguousarray(out["info"][:, :, i].T).astype(f.dtype)
         if extra:
             diag = Diagnostics(**diag, **extra)
         return samples, diag
-
-
-def kept_indices(s0, s1, burn_in, thin):
-    """Per step ``s0 .. s1 - 1``: its index among the kept steps, or -1 (a lookup beats a
-    division in the kernels)."""
-    t = np.arange(s0, s1, dtype=np.int64) - burn_in + 1
-    return np.where((t > 0) & (t % thin == 0), t // thin - 1, -1).astype(np.int64)
 
 
 def _pow2_at_least(n):
@@ -897,265 +916,6 @@ def _pow2_at_least(n):
 def _pow2_at_most(n):
     """The largest power of two <= n (at least 1)."""
     return 1 << max(0, int(n).bit_length() - 1)
-
-
-def _slots(out):
-    """Kept steps a piece of a run may hold: the moment buffer's slots, when there is one."""
-    moments = out.get("moments")
-    return moments.shape[1] if moments is not None and moments.size else None
-
-
-def _kept_piece(s0, s1, burn_in, thin, slots):
-    """``(s1', keep)``: the steps ``s0 .. s1' - 1`` (``s1' <= s1``) that keep at most
-    ``slots`` states, and their :func:`kept_indices`."""
-    keep = kept_indices(s0, s1, burn_in, thin)
-    kept = np.flatnonzero(keep >= 0)
-    if slots is not None and len(kept) > slots:
-        cut = int(kept[slots])
-        return s0 + cut, keep[:cut]
-    return s1, keep
-
-
-def _combine_kept(out, keep, n, device):
-    """Mean and var across chains of the kept steps in ``keep``, from their per-block
-    sums (slot ``k % slots`` of ``out["moments"]``), in block order."""
-    ks = keep[keep >= 0]
-    moments = out["moments"]
-    if len(ks) == 0 or moments.shape[0] == 0:
-        return
-    counts = np.diff(np.append(np.arange(0, n, out["rows"]), n))
-    slots = ks % moments.shape[1]
-    mean, var = _combine_moments(to_numpy(moments[:, slots]), counts)
-    out["mean"][ks] = device(mean)
-    out["var"][ks] = device(var)
-
-
-def _record_step_sizes(out, keep, sched):
-    """The step size of each kept step, from the piece's schedule arrays."""
-    if out["step_size"].shape[0]:
-        at = keep >= 0
-        out["step_size"][keep[at]] = sched["step_size"][at]
-
-
-def _rows_per_block(n):
-    """Chains per block of the fused kernels: a function of n alone, never of the thread
-    count, so that per-block partial sums (and so the diagnostics) are reproducible."""
-    return min(64, max(1, -(-n // 64)))
-
-
-def _combine_moments(moments, counts):
-    """Mean and variance (ddof 0) across chains from per-block shifted sums.
-
-    One block at a time (blocks in order, as a sum over axis 0 would add them), so the
-    temporaries are (n_kept, dim), not the size of ``moments``: runs of few chains have
-    one block per chain and a ``moments`` array of hundreds of MB.
-    """
-    n_blocks, n_kept, _, d = moments.shape
-    if n_kept == 0:
-        return np.zeros((0, d)), np.zeros((0, d))
-    m = counts.astype(np.float64)
-    total = m.sum()
-
-    def block_mean(b):
-        return moments[b, :, 0] + moments[b, :, 1] / m[b]
-
-    mean = np.zeros((n_kept, d))
-    for b in range(n_blocks):
-        mean += m[b] * block_mean(b)
-    mean /= total
-    within = np.zeros((n_kept, d))
-    between = np.zeros((n_kept, d))
-    for b in range(n_blocks):
-        s1, s2 = moments[b, :, 1], moments[b, :, 2]
-        within += np.maximum(s2 - s1 * s1 / m[b], 0.0)
-        between += m[b] * (block_mean(b) - mean) ** 2
-    return mean, (within + between) / total
-
-
-class _FusedRunner:
-    """Runs chunks of steps through the sampler's compiled kernel.
-
-    Each call runs steps ``s0 .. s1 - 1`` in pieces that keep at most as many states as
-    the moment buffer has slots; a piece's schedules are computed for it alone, and
-    passed to the kernel as steps ``0 .. s1' - s0 - 1``.
-    """
-
-    def __init__(self, sampler, st, schedule, out, rows):
-        energy = sampler.energy
-        dtype = st.x.dtype
-        kernel, block, params = _kernel_for(sampler, energy, dtype)
-        self.kernel = kernel
-        self.block = block
-        self.params = params
-        self.st = st
-        self.rows = rows
-        self.X = st.x  # the driver's own copy, advanced in place
-        eg, st.eg = st.eg, None
-        self.have_grad = eg is not None
-        self.E, self.G = eg if eg is not None else (np.empty(st.x.shape[0], dtype),
-                                                    np.empty_like(st.x))
-        self.pos = st.pos
-        self.key = st.key
-        self.sampler = sampler
-        self.schedule = schedule
-        self.out = out
-        self.progress = np.zeros(1, np.int64)
-        self.done = 0
-
-    def __call__(self, s0, s1, burn_in, thin):
-        from .._threads import run_blocks
-
-        o = self.out
-        n, d = self.X.shape
-        slots = _slots(o)
-        a = s0
-        while a < s1:
-            b, keep = _kept_piece(a, s1, burn_in, thin, slots)
-            sched = self.schedule(a, b)
-            extra = self.sampler._kernel_args(sched, self.X.dtype, d)
-            if slots:
-                o["moments"][:, keep[keep >= 0] % slots] = 0.0
-            args = (self.block, self.params, self.X, self.G, self.E, self.have_grad,
-                    self.pos, self.key, np.int64(self.st.chain_offset), np.int64(self.rows),
-                    np.int64(0), np.int64(b - a), keep, *extra, o["traj"], o["energy"],
-                    o["grad_norm"], o["accepted"], o["moments"], o["divergences"],
-                    o["n_accepted"], o["alpha"], self.progress)
-            run_blocks(self.kernel, -(-n // self.rows), *args)
-            self.have_grad = True
-            _combine_kept(o, keep, n, self.sampler._on_device)
-            _record_step_sizes(o, keep, sched)
-            a = self.done = b
-
-    def store(self, st):
-        st.x = self.X
-        st.pos = self.pos
-
-
-class _VectorRunner:
-    """Runs steps as array operations over all chains (energies that are not compiled)."""
-
-    def __init__(self, sampler, st, schedule, out):
-        self.sampler = sampler
-        self.st = st
-        self.schedule = schedule
-        self.out = out
-        self.x = st.x
-        self.e, self.g = st.eg if st.eg is not None else (None, None)
-        st.eg = None
-        self.done = 0
-
-    def __call__(self, s0, s1, burn_in, thin):
-        from .. import _philox
-
-        st, out = self.st, self.out
-        if self.e is None:
-            self.e, self.g = self.sampler._evaluate(self.x)
-        if self.sampler.backend.name == "cuda":
-            from . import _cuda as fills
-        else:
-            fills = _philox
-        streams = _Streams(fills, st.key, st.chain_offset, st.pos)
-        slots = _slots(out)
-        a = s0
-        while a < s1:
-            b, keep = _kept_piece(a, s1, burn_in, thin, slots)
-            sched = self.schedule(a, b)
-            if slots:
-                out["moments"][:, keep[keep >= 0] % slots] = 0.0
-            for s in range(a, b):
-                accepted, diverged, alpha = self.sampler._vector_step(self, s - a, sched,
-                                                                      streams)
-                out["alpha"][:] = alpha
-                out["divergences"] += diverged
-                out["n_accepted"] += accepted
-                if keep[s - a] >= 0:
-                    self._record(int(keep[s - a]), accepted)
-                self.done = s + 1
-            _combine_kept(out, keep, self.x.shape[0], self.sampler._on_device)
-            _record_step_sizes(out, keep, sched)
-            a = b
-
-    def _record(self, k, accepted):
-        out = self.out
-        if out["traj"].shape[0]:
-            out["traj"][:, k] = self.x
-        if out["energy"].shape[0]:
-            out["energy"][:, k] = self.e
-            g = self.g.astype(np.float64)
-            out["grad_norm"][:, k] = (g * g).sum(axis=1) ** 0.5
-            out["accepted"][:, k] = accepted
-            x = self.x.astype(np.float64)
-            shift = x[0]
-            dx = x - shift
-            slot = k % out["moments"].shape[1]
-            out["moments"][0, slot, 0] = shift
-            out["moments"][0, slot, 1] = dx.sum(axis=0)
-            out["moments"][0, slot, 2] = (dx * dx).sum(axis=0)
-
-    def store(self, st):
-        st.x = self.x
-
-
-class _Streams:
-    """The chains' noise streams for the vectorised path: draws per step, in the same
-    per-chain order as the compiled kernels, so both paths see the same numbers.
-
-    ``fills`` provides ``fill_normal`` / ``fill_uniform`` over arrays of its device:
-    ``npebm._philox`` on the CPU, the CUDA kernels of ``npebm.samplers._cuda`` on a GPU.
-    """
-
-    def __init__(self, fills, key, chain_offset, pos):
-        self._fills = fills
-        self.k0, self.k1 = np.uint32(key[0]), np.uint32(key[1])
-        self.chain_offset = chain_offset
-        self.pos = pos  # advanced in place
-        self.xp = array_namespace(pos)
-
-    def normal(self, n, d, dtype):
-        out = self.xp.empty((n, d), dtype)
-        self._fills.fill_normal(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
-        return out
-
-    def uniform(self, n, dtype):
-        out = self.xp.empty((n, 1), dtype)
-        self._fills.fill_uniform(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
-        return out[:, 0]
-
-
-_FIXED_BLOCKS = {}
-_KERNELS = {}
-
-
-def _kernel_for(sampler, energy, dtype):
-    """``(kernel, block, params)`` for a compiled energy at ``dtype``.
-
-    Built-ins get a kernel specialised to their block function (inlined, cached on disk
-    per built-in); other compiled energies share the generic kernel, which calls their
-    block function through a pointer.
-    """
-    from ..energies import _compile, _kernels
-    builder = sampler._build_kernel
-    if energy._cacheable:
-        custom = energy._block_function()
-        name = energy._kernel + ("/block" if custom is not None else "")
-        chain_major = custom is None
-        fixed = _FIXED_BLOCKS.get(name)
-        if fixed is None:
-            from numba.extending import register_jitable
-
-            # A jitable plain function, not a dispatcher: Numba keys the kernel's disk
-            # cache on its pickled closure cells, and a dispatcher pickles differently
-            # in every process.  No reference counting: it runs once per step.
-            py_block = custom or _kernels.make_block(energy.point_function)
-            fixed = _FIXED_BLOCKS[name] = register_jitable(_nrt=False)(py_block)
-        block, params = None, _compile.cast_params(energy.params, dtype)
-    else:
-        name, fixed, chain_major = None, None, False
-        block, params = _compile.block_function(energy, dtype)
-    kernel = _KERNELS.get((builder, name))
-    if kernel is None:
-        kernel = _KERNELS[(builder, name)] = builder(fixed, chain_major)
-    return kernel, block, params
 
 
 class _Progress:

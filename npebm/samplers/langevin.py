@@ -13,104 +13,43 @@ from .base import ChainSampler, schedule_values
 __all__ = ["LangevinDynamics"]
 
 
-def _build_run_block(fixed, chain_major):
-    """The step loop over one block of chains, ``register_jitable`` so the CPU kernel
-    below and the CUDA kernel (one chain per thread) both compile it."""
+def _build_step(evaluate):
+    """One Langevin step of rows ``r0 .. r1 - 1`` (see ``_loop`` for the signature)."""
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, call_block, copy_row, load_block, normal, record, row_finite,
-                       start_streams, store_block)
+    from ._jit import NOISE, copy_row, normal, row_finite
 
-    # Compiled without reference counting: the step loop then costs what its arithmetic
-    # costs (views, calls and array arguments would otherwise each cost atomic updates).
     @register_jitable(_nrt=False)
-    def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
-                  keep, eta, amp, decay, lo, hi, clamp_on,
-                  traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                  xb, gb, eb, xn, gn, en, pb, bufs):
-        m, d = xb.shape
-        load_block(X, G, E, pos, c0, xb, gb, eb, pb)
-        start_streams(k0, k1, g0, pb, bufs)
-        if not have_grad:
-            call_block(fixed, block, xb, gb, eb, params)
-        # Chain-major order (all steps of one chain, then the next) keeps a small
-        # chain hot in registers and cache; blocks of rows serve energies that
-        # evaluate many chains at once (a dense product) or sit behind a pointer.
-        for grp in range(m if chain_major else 1):
-            r0 = grp if chain_major else 0
-            r1 = grp + 1 if chain_major else m
-            for s in range(s0, s1):
-                h = eta[s]
-                a = amp[s]
-                for r in range(r0, r1):
-                    chain = np.uint64(g0 + r)
-                    p = pb[r]
-                    buf = bufs[r, :4]
-                    for j in range(d):
-                        z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
-                        v = xb[r, j] - h * (gb[r, j] + decay * xb[r, j]) + a * z
-                        if clamp_on:
-                            v = min(max(v, lo), hi)
-                        xn[r, j] = v
-                    pb[r] = p
-                call_block(fixed, block, xn[r0:r1], gn[r0:r1], en[r0:r1], params)
-                k = keep[s]
-                for r in range(r0, r1):
-                    ok = row_finite(en, gn, xn, r)
-                    alpha[c0 + r] = 1.0 if ok else 0.0
-                    if ok:
-                        copy_row(xn, xb, r)
-                        copy_row(gn, gb, r)
-                        eb[r] = en[r]
-                        n_acc[c0 + r] += 1
-                    else:  # a divergence: the chain keeps its state
-                        div[c0 + r] += 1
-                    if k >= 0:
-                        record(k, b, c0 + r, r, xb, eb, gb, ok, traj, e_out, gn_out, acc_out,
-                               moments)
-        store_block(X, G, E, pos, c0, xb, gb, eb, pb)
+    def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        eta, amp, decay, lo, hi, clamp_on = args
+        accepted, diverged, alpha, fields = info
+        d = X.shape[1]
+        h = eta[s]
+        a = amp[s]
+        for r in range(r0, r1):
+            chain = np.uint64(chain0 + r)
+            p = pos[r]
+            buf = bufs[r]
+            for j in range(d):
+                z, p = normal(k0, k1, chain, NOISE, p, buf, X)
+                v = X[r, j] - h * (G[r, j] + decay * X[r, j]) + a * z
+                if clamp_on:
+                    v = min(max(v, lo), hi)
+                XN[r, j] = v
+            pos[r] = p
+        evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
+        for r in range(r0, r1):
+            ok = row_finite(EN, GN, XN, r)
+            alpha[r] = 1.0 if ok else 0.0
+            accepted[r] = ok
+            diverged[r] = not ok  # a divergence: the chain keeps its state
+            if ok:
+                copy_row(XN, X, r)
+                copy_row(GN, G, r)
+                E[r] = EN[r]
 
-    return run_block
-
-
-def _build_kernel(fixed, chain_major):
-    """The fused Langevin kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
-    from numba import njit
-
-    from ._jit import SOURCE_STAMP, block_scratch
-
-    run_block = _build_run_block(fixed, chain_major)
-    stamp = SOURCE_STAMP
-
-    @njit(nogil=True, cache=True)
-    def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
-               s1, keep, eta, amp, decay, lo, hi, clamp_on,
-               traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
-        if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
-            return
-        n = X.shape[0]
-        k0 = np.uint64(key[0])
-        k1 = np.uint64(key[1])
-        for b in range(b0, b1):
-            c0 = b * rows
-            m = min(n, c0 + rows) - c0
-            xb, gb, eb, xn, gn, en, pb, bufs = block_scratch(X, c0, m)
-            run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
-                      chain_offset + c0, s0, s1, keep, eta, amp, decay, lo, hi,
-                      clamp_on, traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                      xb, gb, eb, xn, gn, en, pb, bufs)
-        progress[0] = s1
-
-    return kernel
-
-
-def _cuda_scratch(xp, n, d, dtype):
-    """Per-chain scratch of the CUDA kernel beyond the common rows: none."""
-    return ()
-
-
-def _thread_scratch(scratch, i):
-    return ()
+    return step
 
 
 class LangevinDynamics(ChainSampler):
@@ -149,7 +88,7 @@ class LangevinDynamics(ChainSampler):
     (100, 2)
     """
 
-    _build_kernel = staticmethod(_build_kernel)
+    _build_step = staticmethod(_build_step)
 
     def __init__(self, energy=None, step_size=1e-3, noise_scale=1.0, decay=0.0, clamp=None,
                  *, dtype=None, device="cpu", seed=None, model=None, energy_function=None):
@@ -183,7 +122,7 @@ class LangevinDynamics(ChainSampler):
                                 positive=False)
         return {"step_size": eta, "amp": sigma * np.sqrt(2.0 * eta)}
 
-    def _kernel_args(self, sched, dtype, dim):
+    def _step_args(self, sched, dtype, dim):
         lo, hi = self.clamp if self.clamp is not None else (0.0, 0.0)
         t = dtype.type
         return (sched["step_size"].astype(dtype), sched["amp"].astype(dtype), t(self.decay),
@@ -203,4 +142,4 @@ class LangevinDynamics(ChainSampler):
         x[ok] = xn[ok]
         g[ok] = gn[ok]
         run.e[ok] = en[ok]
-        return ok, ~ok, ok.astype(np.float64)
+        return ok, ~ok, ok.astype(np.float64), None

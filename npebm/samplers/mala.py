@@ -20,121 +20,63 @@ from .base import ChainSampler, schedule_values
 __all__ = ["MALA"]
 
 
-def _build_run_block(fixed, chain_major):
-    """The step loop over one block of chains, ``register_jitable`` so the CPU kernel
-    below and the CUDA kernel (one chain per thread) both compile it."""
+def _build_step(evaluate):
+    """One MALA step of rows ``r0 .. r1 - 1`` (see ``_loop`` for the signature)."""
     from numba.extending import register_jitable
 
-    from ._jit import (NOISE, call_block, copy_row, load_block, normal, record, row_finite,
-                       start_streams, store_block, uniform)
+    from ._jit import NOISE, copy_row, normal, row_finite, uniform
 
-    # No reference counting in the step loop (see langevin.py).
     @register_jitable(_nrt=False)
-    def run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1, g0, s0, s1,
-                  keep, eta, amp, inv4h,
-                  traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                  xb, gb, eb, yb, gy, ey, pb, bufs, half_zz, log_u):
-        m, d = xb.shape
-        load_block(X, G, E, pos, c0, xb, gb, eb, pb)
-        start_streams(k0, k1, g0, pb, bufs)
-        if not have_grad:
-            call_block(fixed, block, xb, gb, eb, params)
-        # Chain-major order (all steps of one chain, then the next) keeps a small
-        # chain hot in registers and cache; blocks of rows serve energies that
-        # evaluate many chains at once (a dense product) or sit behind a pointer.
-        for grp in range(m if chain_major else 1):
-            r0 = grp if chain_major else 0
-            r1 = grp + 1 if chain_major else m
-            for s in range(s0, s1):
-                h = eta[s]
-                a = amp[s]
-                for r in range(r0, r1):
-                    chain = np.uint64(g0 + r)
-                    p = pb[r]
-                    buf = bufs[r, :4]
-                    zz = 0.0
-                    for j in range(d):
-                        z, p = normal(k0, k1, chain, NOISE, p, buf, xb)
-                        yb[r, j] = xb[r, j] - h * gb[r, j] + a * z
-                        zz += np.float64(z) * np.float64(z)
-                    u, p = uniform(k0, k1, chain, NOISE, p, buf, xb)
-                    half_zz[r] = 0.5 * zz
-                    log_u[r] = math.log(u) if u > 0 else -np.inf
-                    pb[r] = p
-                call_block(fixed, block, yb[r0:r1], gy[r0:r1], ey[r0:r1], params)
-                k = keep[s]
-                for r in range(r0, r1):
-                    ok = row_finite(ey, gy, yb, r)
-                    accepted = False
-                    alpha[c0 + r] = 0.0
-                    if ok:
-                        # log q(x | y) needs the reverse drift, from the proposal's gradient.
-                        w = 0.0
-                        for j in range(d):
-                            t = np.float64(xb[r, j]) - np.float64(yb[r, j]) \
-                                + np.float64(h) * np.float64(gy[r, j])
-                            w += t * t
-                        log_alpha = (np.float64(eb[r]) - np.float64(ey[r])) \
-                            - w * inv4h[s] + half_zz[r]
-                        alpha[c0 + r] = math.exp(min(log_alpha, 0.0))
-                        if log_u[r] < log_alpha:
-                            accepted = True
-                            copy_row(yb, xb, r)
-                            copy_row(gy, gb, r)
-                            eb[r] = ey[r]
-                            n_acc[c0 + r] += 1
-                    else:  # a divergence: rejected, the chain keeps its state
-                        div[c0 + r] += 1
-                    if k >= 0:
-                        record(k, b, c0 + r, r, xb, eb, gb, accepted, traj, e_out, gn_out,
-                               acc_out, moments)
-        store_block(X, G, E, pos, c0, xb, gb, eb, pb)
+    def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        eta, amp, inv4h = args
+        half_zz, log_u = scratch
+        accepted, diverged, alpha, fields = info
+        d = X.shape[1]
+        h = eta[s]
+        a = amp[s]
+        for r in range(r0, r1):
+            chain = np.uint64(chain0 + r)
+            p = pos[r]
+            buf = bufs[r]
+            zz = 0.0
+            for j in range(d):
+                z, p = normal(k0, k1, chain, NOISE, p, buf, X)
+                XN[r, j] = X[r, j] - h * G[r, j] + a * z
+                zz += np.float64(z) * np.float64(z)
+            u, p = uniform(k0, k1, chain, NOISE, p, buf, X)
+            half_zz[r] = 0.5 * zz
+            log_u[r] = math.log(u) if u > 0 else -np.inf
+            pos[r] = p
+        evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
+        for r in range(r0, r1):
+            ok = row_finite(EN, GN, XN, r)
+            moved = False
+            alpha[r] = 0.0
+            if ok:
+                # log q(x | y) needs the reverse drift, from the proposal's gradient.
+                w = 0.0
+                for j in range(d):
+                    t = np.float64(X[r, j]) - np.float64(XN[r, j]) \
+                        + np.float64(h) * np.float64(GN[r, j])
+                    w += t * t
+                log_alpha = (np.float64(E[r]) - np.float64(EN[r])) - w * inv4h[s] \
+                    + half_zz[r]
+                alpha[r] = math.exp(min(log_alpha, 0.0))
+                if log_u[r] < log_alpha:
+                    moved = True
+                    copy_row(XN, X, r)
+                    copy_row(GN, G, r)
+                    E[r] = EN[r]
+            accepted[r] = moved
+            diverged[r] = not ok  # rejected, the chain keeps its state
 
-    return run_block
+    return step
 
 
-def _build_kernel(fixed, chain_major):
-    """The fused MALA kernel over blocks ``b0 .. b1 - 1`` of chains, all steps inside."""
-    from numba import njit
-
-    from ._jit import SOURCE_STAMP, block_scratch
-
-    run_block = _build_run_block(fixed, chain_major)
-    stamp = SOURCE_STAMP
-
-    @njit(nogil=True, cache=True)
-    def kernel(b0, b1, block, params, X, G, E, have_grad, pos, key, chain_offset, rows, s0,
-               s1, keep, eta, amp, inv4h,
-               traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha, progress):
-        if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
-            return
-        n = X.shape[0]
-        k0 = np.uint64(key[0])
-        k1 = np.uint64(key[1])
-        for b in range(b0, b1):
-            c0 = b * rows
-            m = min(n, c0 + rows) - c0
-            xb, gb, eb, yb, gy, ey, pb, bufs = block_scratch(X, c0, m)
-            half_zz = np.empty(m, np.float64)
-            log_u = np.empty(m, np.float64)
-            run_block(b, c0, block, params, X, G, E, have_grad, pos, k0, k1,
-                      chain_offset + c0, s0, s1, keep, eta, amp, inv4h,
-                      traj, e_out, gn_out, acc_out, moments, div, n_acc, alpha,
-                      xb, gb, eb, yb, gy, ey, pb, bufs, half_zz, log_u)
-        progress[0] = s1
-
-    return kernel
-
-
-def _cuda_scratch(xp, n, d, dtype):
-    """Per-chain scratch of the CUDA kernel: half |z|^2 and log u of each proposal."""
+def _scratch(xp, n, d, dtype):
+    """Per chain: half |z|^2 and log u of the current proposal."""
     return (xp.empty(n, np.float64), xp.empty(n, np.float64))
-
-
-def _thread_scratch(scratch, i):
-    """Chain ``i``'s rows of the scratch, shaped as the CPU kernel's one-row block."""
-    half_zz, log_u = scratch
-    return (half_zz[i:i + 1], log_u[i:i + 1])
 
 
 class MALA(ChainSampler):
@@ -163,7 +105,8 @@ class MALA(ChainSampler):
     their discrete approximations", Bernoulli 2(4) (1996).
     """
 
-    _build_kernel = staticmethod(_build_kernel)
+    _build_step = staticmethod(_build_step)
+    _scratch = staticmethod(_scratch)
 
     def __init__(self, energy=None, step_size=1e-3, *, target_accept=0.574, dtype=None,
                  device="cpu", seed=None, model=None, energy_function=None):
@@ -183,7 +126,7 @@ class MALA(ChainSampler):
     def _step_arrays(self, eta):
         return {"step_size": eta, "amp": np.sqrt(2.0 * eta), "inv4h": 0.25 / eta}
 
-    def _kernel_args(self, sched, dtype, dim):
+    def _step_args(self, sched, dtype, dim):
         return (sched["step_size"].astype(dtype), sched["amp"].astype(dtype), sched["inv4h"])
 
     def _vector_step(self, run, s, sched, streams):
@@ -207,4 +150,4 @@ class MALA(ChainSampler):
         x[accepted] = y[accepted]
         g[accepted] = gy[accepted]
         e[accepted] = ey[accepted]
-        return accepted, ~ok, alpha
+        return accepted, ~ok, alpha, None

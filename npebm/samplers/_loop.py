@@ -1,0 +1,406 @@
+"""The chain loops: one compiled CPU loop, the CUDA loop's shared body, and one
+vectorised loop.  Every sampler runs through them.
+
+A sampler supplies (see ``ChainSampler``):
+
+- ``state_fields``: per-chain state beyond x, E(x), ∇E(x) and the stream position;
+- ``info_fields``: per-step information beyond accepted, diverged and the acceptance
+  probability, recorded with the diagnostics;
+- ``_build_step(evaluate)``: one compiled step of rows ``r0 .. r1 - 1`` (one chain, or a
+  block of chains for energies that evaluate many at once);
+- ``_vector_step``: the same step as array operations over all chains.
+
+The loops own everything else: streams, the first gradient, counting accepted and
+diverged steps, recording (trajectory, thinning, diagnostics, across-chain moments by
+block), chunks, progress and Ctrl-C (in ``ChainSampler._run``) and resume.
+
+The compiled step's signature::
+
+    step(r0, r1, s, block, params, chains, extra, args, scratch, info)
+
+- ``s``: the step's index into the per-step arrays of ``args``;
+- ``block``, ``params``: the energy's block function (None when built in) and parameters;
+  evaluate them as ``evaluate(block, X, G, E, params)`` on row slices;
+- ``chains`` = ``(X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0)``: states, gradients and
+  energies (advanced in place), the proposal rows, stream positions and caches, the key
+  and the global index of row 0;
+- ``extra``: the declared state fields' arrays, in declaration order, ``(n, ...)``;
+- ``args``: the sampler's ``_step_args`` tuple; ``scratch``: its ``_scratch`` tuple;
+- ``info`` = ``(accepted, diverged, alpha, fields)``: the step writes, for each of its
+  rows, whether it moved, whether it diverged (counted and reported), the acceptance
+  probability and the declared info fields (``fields[r, i]``, float64).
+
+Arrays are indexed by chain (row ``r`` is chain ``chain0 + r``) on both devices: the CPU
+loop walks blocks of rows per thread, the CUDA loop one row per thread.
+"""
+import numpy as np
+
+from ..backend import array_namespace, to_numpy
+from ..random import NOISE
+
+#: Most chains per block of the CPU loop (a block shares its moment sums).
+BLOCK_ROWS = 64
+
+
+def rows_per_block(n):
+    """Chains per block of the CPU loop: a function of n alone, never of the thread
+    count, so that per-block partial sums (and so the diagnostics) are reproducible."""
+    return min(BLOCK_ROWS, max(1, -(-n // BLOCK_ROWS)))
+
+
+# --------------------------------------------------------------- compiled, shared
+
+def build_run_rows(step, evaluate):
+    """The loop over steps of chains ``c0 .. c1 - 1`` (block ``b``), compiled into both
+    the CPU kernel and the CUDA kernel (``c1 = c0 + 1``, one chain per thread)."""
+    from numba.extending import register_jitable
+
+    from ._jit import record, start_streams
+
+    # No reference counting in the step loop: it then costs what its arithmetic costs.
+    @register_jitable(_nrt=False)
+    def run_rows(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params, chains,
+                 extra, args, scratch, info, counts, outs):
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        accepted, diverged, alpha, fields = info
+        div, n_acc = counts
+        traj, e_out, gn_out, acc_out, moments, info_out = outs
+        start_streams(k0, k1, chain0, pos, bufs, c0, c1)
+        if not have_grad:
+            evaluate(block, X[c0:c1], G[c0:c1], E[c0:c1], params)
+        n_info = fields.shape[1]
+        # Chain-major order (all steps of one chain, then the next) keeps a small chain
+        # hot in registers and cache; blocks of rows serve energies that evaluate many
+        # chains at once (a dense product) or sit behind a pointer.
+        for grp in range(c1 - c0 if chain_major else 1):
+            r0 = c0 + grp if chain_major else c0
+            r1 = r0 + 1 if chain_major else c1
+            for s in range(s0, s1):
+                step(r0, r1, s, block, params, chains, extra, args, scratch, info)
+                k = keep[s]
+                for r in range(r0, r1):
+                    if accepted[r]:
+                        n_acc[r] += 1
+                    if diverged[r]:
+                        div[r] += 1
+                    if k >= 0:
+                        record(k, b, r, r == c0, X, E, G, accepted[r], traj, e_out, gn_out,
+                               acc_out, moments)
+                        if info_out.shape[0] != 0:
+                            for i in range(n_info):
+                                info_out[r, k, i] = fields[r, i]
+
+    return run_rows
+
+
+def build_cpu_kernel(build_step, fixed, chain_major):
+    """The CPU kernel of a sampler's step over blocks ``b0 .. b1 - 1`` of chains (one
+    call per thread, all steps of a chunk inside)."""
+    from numba import njit
+    from numba.extending import register_jitable
+
+    from ._jit import SOURCE_STAMP, call_block
+
+    @register_jitable(_nrt=False)
+    def evaluate(block, X, G, E, params):
+        call_block(fixed, block, X, G, E, params)
+
+    run_rows = build_run_rows(build_step(evaluate), evaluate)
+    stamp = SOURCE_STAMP
+
+    @njit(nogil=True, cache=True)
+    def kernel(b0, b1, rows, s0, s1, keep, have_grad, block, params, chains, extra, args,
+               scratch, info, counts, outs, progress):
+        if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
+            return
+        n = chains[0].shape[0]
+        for b in range(b0, b1):
+            c0 = b * rows
+            run_rows(b, c0, min(n, c0 + rows), chain_major, s0, s1, keep, have_grad, block,
+                     params, chains, extra, args, scratch, info, counts, outs)
+        progress[0] = s1
+
+    return kernel
+
+
+_FIXED_BLOCKS = {}
+_KERNELS = {}
+
+
+def kernel_for(sampler, energy, dtype):
+    """``(kernel, block, params)``: the CPU kernel of ``sampler``'s type for a compiled
+    energy at ``dtype``.
+
+    Built-ins get a kernel specialised to their block function (inlined, cached on disk
+    per built-in); other compiled energies share the generic kernel, which calls their
+    block function through a pointer.
+    """
+    from ..energies import _compile, _kernels
+    build_step = type(sampler)._build_step
+    if energy._cacheable:
+        custom = energy._block_function()
+        name = energy._kernel + ("/block" if custom is not None else "")
+        chain_major = custom is None
+        fixed = _FIXED_BLOCKS.get(name)
+        if fixed is None:
+            from numba.extending import register_jitable
+
+            # A jitable plain function, not a dispatcher: Numba keys the kernel's disk
+            # cache on its pickled closure cells, and a dispatcher pickles differently
+            # in every process.  No reference counting: it runs once per step.
+            py_block = custom or _kernels.make_block(energy.point_function)
+            fixed = _FIXED_BLOCKS[name] = register_jitable(_nrt=False)(py_block)
+        block, params = None, _compile.cast_params(energy.params, dtype)
+    else:
+        name, fixed, chain_major = None, None, False
+        block, params = _compile.block_function(energy, dtype)
+    key = (build_step, name)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        kernel = _KERNELS[key] = build_cpu_kernel(build_step, fixed, chain_major)
+    return kernel, block, params
+
+
+# ------------------------------------------------------------------- recording
+
+def kept_indices(s0, s1, burn_in, thin):
+    """Per step ``s0 .. s1 - 1``: its index among the kept steps, or -1 (a lookup beats a
+    division in the kernels)."""
+    t = np.arange(s0, s1, dtype=np.int64) - burn_in + 1
+    return np.where((t > 0) & (t % thin == 0), t // thin - 1, -1).astype(np.int64)
+
+
+def kept_piece(s0, s1, burn_in, thin, slots):
+    """``(s1', keep)``: the steps ``s0 .. s1' - 1`` (``s1' <= s1``) that keep at most
+    ``slots`` states, and their :func:`kept_indices`."""
+    keep = kept_indices(s0, s1, burn_in, thin)
+    kept = np.flatnonzero(keep >= 0)
+    if slots is not None and len(kept) > slots:
+        cut = int(kept[slots])
+        return s0 + cut, keep[:cut]
+    return s1, keep
+
+
+def moment_slots(out):
+    """Kept steps a piece of a run may hold: the moment buffer's slots, when there is one."""
+    moments = out.get("moments")
+    return moments.shape[1] if moments is not None and moments.size else None
+
+
+def combine_moments(moments, counts):
+    """Mean and variance (ddof 0) across chains from per-block shifted sums.
+
+    ``moments`` (n_blocks, n_kept, 3, dim) holds each block's float64 (shift, Σ(x − shift),
+    Σ(x − shift)²); ``counts`` (n_blocks,) its chains.  Blocks are combined in order
+    (Chan et al.), one at a time, so the temporaries are (n_kept, dim), not the size of
+    ``moments``.
+    """
+    n_blocks, n_kept, _, d = moments.shape
+    if n_kept == 0:
+        return np.zeros((0, d)), np.zeros((0, d))
+    m = counts.astype(np.float64)
+    total = m.sum()
+
+    def block_mean(b):
+        return moments[b, :, 0] + moments[b, :, 1] / m[b]
+
+    mean = np.zeros((n_kept, d))
+    for b in range(n_blocks):
+        mean += m[b] * block_mean(b)
+    mean /= total
+    within = np.zeros((n_kept, d))
+    between = np.zeros((n_kept, d))
+    for b in range(n_blocks):
+        s1, s2 = moments[b, :, 1], moments[b, :, 2]
+        within += np.maximum(s2 - s1 * s1 / m[b], 0.0)
+        between += m[b] * (block_mean(b) - mean) ** 2
+    return mean, (within + between) / total
+
+
+def combine_kept(out, keep, n, device):
+    """Mean and var across chains of the kept steps in ``keep``, from their per-block
+    sums (slot ``k % slots`` of ``out["moments"]``), in block order."""
+    ks = keep[keep >= 0]
+    moments = out["moments"]
+    if len(ks) == 0 or moments.shape[0] == 0:
+        return
+    counts = np.diff(np.append(np.arange(0, n, out["rows"]), n))
+    slots = ks % moments.shape[1]
+    mean, var = combine_moments(to_numpy(moments[:, slots]), counts)
+    out["mean"][ks] = device(mean)
+    out["var"][ks] = device(var)
+
+
+def record_step_sizes(out, keep, sched):
+    """The step size of each kept step, from the piece's schedule arrays."""
+    if out["step_size"].shape[0]:
+        at = keep >= 0
+        out["step_size"][keep[at]] = sched["step_size"][at]
+
+
+# --------------------------------------------------------------------- runners
+
+class CpuRunner:
+    """Runs chunks of steps through the compiled CPU loop, blocks of chains spread over
+    threads.
+
+    Each call runs steps ``s0 .. s1 - 1`` in pieces that keep at most as many states as
+    the moment buffer has slots; a piece's schedules are computed for it alone, and
+    passed to the kernel as steps ``0 .. s1' - s0 - 1``.
+    """
+
+    def __init__(self, sampler, st, schedule, out, rows):
+        dtype = st.x.dtype
+        n, d = st.x.shape
+        self.kernel, self.block, self.params = kernel_for(sampler, sampler.energy, dtype)
+        self.sampler, self.st, self.schedule = sampler, st, schedule
+        self.out, self.rows = out, rows
+        self.have_grad, self.chains, self.extra, self.scratch, self.info, self.counts = \
+            loop_arrays(np, sampler, st, out)
+        self.progress = np.zeros(1, np.int64)
+        self.done = 0
+
+    def __call__(self, s0, s1, burn_in, thin):
+        from .._threads import run_blocks
+
+        o = self.out
+        n, d = self.st.x.shape
+        slots = moment_slots(o)
+        a = s0
+        while a < s1:
+            b, keep = kept_piece(a, s1, burn_in, thin, slots)
+            sched = self.schedule(a, b)
+            args = self.sampler._step_args(sched, self.st.x.dtype, d)
+            if slots:
+                o["moments"][:, keep[keep >= 0] % slots] = 0.0
+            outs = (o["traj"], o["energy"], o["grad_norm"], o["accepted"], o["moments"],
+                    o["info"])
+            run_blocks(self.kernel, -(-n // self.rows), np.int64(self.rows), np.int64(0),
+                       np.int64(b - a), keep, self.have_grad, self.block, self.params,
+                       self.chains, self.extra, args, self.scratch, self.info, self.counts,
+                       outs, self.progress)
+            self.have_grad = True
+            combine_kept(o, keep, n, self.sampler._on_device)
+            record_step_sizes(o, keep, sched)
+            a = self.done = b
+
+    def store(self, st):
+        """The chains' state is advanced in place: nothing to copy back."""
+
+
+def loop_arrays(xp, sampler, st, out):
+    """``(have_grad, chains, extra, scratch, info, counts)``: the arrays of the step's
+    contract (see the module docstring) for the chains of ``st``, in ``xp``.  The
+    chains' state is advanced in place."""
+    n, d = st.x.shape
+    dtype = st.x.dtype
+    eg, st.eg = st.eg, None
+    E, G = eg if eg is not None else (xp.empty(n, dtype), xp.empty((n, d), dtype))
+    chains = (st.x, G, E, xp.empty((n, d), dtype), xp.empty((n, d), dtype),
+              xp.empty(n, dtype), st.pos, xp.empty((n, 4), np.uint32),
+              np.uint64(st.key[0]), np.uint64(st.key[1]), np.int64(st.chain_offset))
+    extra = tuple(st.extra[f.name] for f in sampler.state_fields)
+    info = (xp.zeros(n, np.uint8), xp.zeros(n, np.uint8), out["alpha"],
+            xp.zeros((n, len(sampler.info_fields)), np.float64))
+    return (eg is not None, chains, extra, sampler._scratch(xp, n, d, dtype), info,
+            (out["divergences"], out["n_accepted"]))
+
+
+class VectorRunner:
+    """Runs steps as array operations over all chains (energies that are not compiled).
+
+    ``_vector_step(run, s, sched, streams)`` advances ``run.x``, ``run.e``, ``run.g`` and
+    the arrays of ``run.extra`` in place and returns ``(accepted, diverged, alpha,
+    fields)``, ``fields`` an (n, n_info) array or None when the sampler has no info
+    fields.
+    """
+
+    def __init__(self, sampler, st, schedule, out):
+        self.sampler = sampler
+        self.st = st
+        self.schedule = schedule
+        self.out = out
+        self.x = st.x
+        self.extra = st.extra
+        self.e, self.g = st.eg if st.eg is not None else (None, None)
+        st.eg = None
+        self.done = 0
+
+    def __call__(self, s0, s1, burn_in, thin):
+        from .. import _philox
+
+        st, out = self.st, self.out
+        if self.e is None:
+            self.e, self.g = self.sampler._evaluate(self.x)
+        if self.sampler.backend.name == "cuda":
+            from . import _cuda as fills
+        else:
+            fills = _philox
+        streams = Streams(fills, st.key, st.chain_offset, st.pos)
+        slots = moment_slots(out)
+        a = s0
+        while a < s1:
+            b, keep = kept_piece(a, s1, burn_in, thin, slots)
+            sched = self.schedule(a, b)
+            if slots:
+                out["moments"][:, keep[keep >= 0] % slots] = 0.0
+            for s in range(a, b):
+                accepted, diverged, alpha, fields = self.sampler._vector_step(
+                    self, s - a, sched, streams)
+                out["alpha"][:] = alpha
+                out["divergences"] += diverged
+                out["n_accepted"] += accepted
+                if keep[s - a] >= 0:
+                    self._record(int(keep[s - a]), accepted, fields)
+                self.done = s + 1
+            combine_kept(out, keep, self.x.shape[0], self.sampler._on_device)
+            record_step_sizes(out, keep, sched)
+            a = b
+
+    def _record(self, k, accepted, fields):
+        out = self.out
+        if out["traj"].shape[0]:
+            out["traj"][:, k] = self.x
+        if out["energy"].shape[0]:
+            out["energy"][:, k] = self.e
+            g = self.g.astype(np.float64)
+            out["grad_norm"][:, k] = (g * g).sum(axis=1) ** 0.5
+            out["accepted"][:, k] = accepted
+            if fields is not None:
+                out["info"][:, k] = fields
+            x = self.x.astype(np.float64)
+            shift = x[0]
+            dx = x - shift
+            slot = k % out["moments"].shape[1]
+            out["moments"][0, slot, 0] = shift
+            out["moments"][0, slot, 1] = dx.sum(axis=0)
+            out["moments"][0, slot, 2] = (dx * dx).sum(axis=0)
+
+    def store(self, st):
+        st.x = self.x
+
+
+class Streams:
+    """The chains' noise streams for the vectorised path: draws per step, in the same
+    per-chain order as the compiled kernels, so both paths see the same numbers.
+
+    ``fills`` provides ``fill_normal`` / ``fill_uniform`` over arrays of its device:
+    ``npebm._philox`` on the CPU, the CUDA kernels of ``npebm.samplers._cuda`` on a GPU.
+    """
+
+    def __init__(self, fills, key, chain_offset, pos):
+        self._fills = fills
+        self.k0, self.k1 = np.uint32(key[0]), np.uint32(key[1])
+        self.chain_offset = chain_offset
+        self.pos = pos  # advanced in place
+        self.xp = array_namespace(pos)
+
+    def normal(self, n, d, dtype):
+        out = self.xp.empty((n, d), dtype)
+        self._fills.fill_normal(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
+        return out
+
+    def uniform(self, n, dtype):
+        out = self.xp.empty((n, 1), dtype)
+        self._fills.fill_uniform(self.k0, self.k1, NOISE, self.chain_offset, self.pos, out)
+        return out[:, 0]
