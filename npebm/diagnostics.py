@@ -45,6 +45,19 @@ class Diagnostics(Mapping):
         ``(n_samples,)``; extra names (tuned values, say) are kept as given.
     """
 
+    #: Fields with a kept-step axis, recorded at each kept step; the step axis is axis 0
+    #: of every one: ``energy`` (n_kept, n_samples), ``acceptance_rate`` (n_kept,),
+    #: ``mean`` and ``var`` (n_kept, dim), ``grad_norm`` (n_kept, n_samples),
+    #: ``step_size`` (n_kept,), ``accepted`` (n_kept, n_samples).  Runs that continue
+    #: each other join these along axis 0.  (``trajectory``, present with
+    #: ``return_trajectory=True``, is the samples (n_samples, n_kept, dim), not listed.)
+    PER_STEP_FIELDS = ("energy", "acceptance_rate", "mean", "var", "grad_norm",
+                       "step_size", "accepted")
+    #: Fields with one value per chain, counts over the steps of the run that returned
+    #: them: ``divergences`` and ``n_accepted``, each (n_samples,), no step axis.  Runs
+    #: that continue each other add these.
+    PER_CHAIN_FIELDS = ("divergences", "n_accepted")
+
     def __init__(self, **arrays):
         self._arrays = dict(arrays)
 

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import npebm.io
-from npebm.__main__ import _bench_script, _plot_bounds, main
+from npebm.cli import main
+from npebm.cli.bench import _bench_script
+from npebm.cli.output import _plot_bounds
 
 MIXTURE = ["--energy", "GaussianMixtureModel", "--param", "means=[[-2,0],[2,0]]",
            "covs_or_scales=0.7", "weights=[1,3]"]
@@ -644,7 +646,7 @@ def test_info_reports_versions_threads_cache_and_devices():
 
 def test_info_without_the_cache_module(monkeypatch, capsys):
     """Where npebm._numba_cache cannot be imported, info reports Numba's setting alone."""
-    import npebm.__main__ as cli
+    import npebm.cli.info as cli
 
     monkeypatch.setitem(sys.modules, "npebm._numba_cache", None)  # import fails
     # (not the parts that take seconds: a parallel compile, a look for CUDA)

@@ -1,0 +1,162 @@
+"""What an ``npebm sample`` run keeps (trajectory, diagnostics, per-chain counts), and
+its checkpoints: saved as it goes, loaded by ``--resume``."""
+from .common import UsageError, _one_line
+
+#: Records summed over calls: the diagnostics' counts and the CLI's own after burn-in.
+_SUMMED = ("diag_divergences", "diag_n_accepted", "run_divergences", "run_accepted")
+
+
+def _load_checkpoint(path):
+    """``(settings, io, done, records, state)`` from a checkpoint of ``npebm sample``."""
+    import json
+
+    from .. import io
+
+    try:
+        state = io.load_state(path)
+    except FileNotFoundError:
+        raise UsageError(f"--resume {path}: no such checkpoint file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume: {' '.join(str(exc).split())}") from None
+    if "cli_settings" not in state or "cli_done" not in state:
+        raise UsageError(f"--resume: {path!r} is an npebm checkpoint but not one written by "
+                         "`npebm sample --checkpoint`; load it with npebm.io.load_state")
+    try:
+        settings = json.loads(str(state.pop("cli_settings")))
+        io_settings = json.loads(str(state.pop("cli_io")))
+        done = int(state.pop("cli_done"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UsageError(f"--resume: {path!r} has unreadable settings ({exc})") from None
+    if not isinstance(settings, dict):
+        raise UsageError(f"--resume: {path!r} has unreadable settings")
+    # Older checkpoints spell --n-leapfrog-steps as n_leapfrog, and started the
+    # chains from the library's N(0, I).
+    # (Renamed in place: the settings written with the results keep their order.)
+    settings = {("n_leapfrog_steps" if k == "n_leapfrog" else k): v for k, v in settings.items()}
+    settings.setdefault("init_scale", 1.0)
+    records = {name[len("cli_"):]: state.pop(name) for name in list(state)
+               if name.startswith("cli_")}
+    if done != int(state.get("step", -1)):
+        raise UsageError(f"--resume: {path!r} is inconsistent: {done} steps recorded, the "
+                         f"chains' state says {state.get('step')}")
+    return settings, io_settings, done, records, state
+
+
+class _Records:
+    """What a run keeps, on the host, filled one library call at a time.
+
+    ``arrays``: ``traj`` (n_samples, n_kept, dim) and the per-step ``diag_<name>``
+    (n_kept, ...), allocated once for the whole run (joining each call's piece would copy
+    them again every call); the per-chain ``diag_divergences`` and ``diag_n_accepted``
+    (burn-in included, as one library call counts them), and ``run_accepted`` and
+    ``run_divergences``, counted after burn-in only, for the report on stuck chains; the
+    adapted step size and mass.  ``kept`` kept steps are filled so far.
+    """
+
+    def __init__(self, settings, saved=None, done=0):
+        keep = settings["trajectory"] or settings["diagnostics"]
+        self.n_kept = settings["n_steps"] // settings["thin"] if keep else 0
+        self.arrays, self.kept = {}, 0
+        saved = dict(saved or {})
+        # A checkpoint holds the filled part of each per-step array.
+        for name, value in saved.items():
+            if _step_axis(name) is not None:
+                self.kept = value.shape[_step_axis(name)]
+                self._allocate(name, value)
+                self._fill(name, value, 0)
+            else:
+                self.arrays[name] = value
+        # Older checkpoints have no run_* counts: then only a run that had not yet
+        # recorded a step can report stuck chains.
+        self.complete = "run_accepted" in saved or done <= settings["burn_in"]
+
+    def _allocate(self, name, piece):
+        import numpy as np
+
+        axis = _step_axis(name)
+        shape = list(piece.shape)
+        shape[axis] = self.n_kept
+        self.arrays[name] = np.empty(shape, piece.dtype)
+
+    def _fill(self, name, piece, at):
+        index = (slice(None),) * _step_axis(name) + (slice(at, at + piece.shape[
+            _step_axis(name)]),)
+        self.arrays[name][index] = piece
+
+    def add(self, samples, diag, settings, recorded):
+        """Add one call's results: ``samples`` (its trajectory, when recording one) and
+        ``diag``, which the CLI always asks for (for the per-chain counts)."""
+        import numpy as np
+
+        from ..backend import to_numpy
+
+        from ..diagnostics import Diagnostics
+
+        per_chain = Diagnostics.PER_CHAIN_FIELDS
+        pieces = {}
+        if recorded and settings["trajectory"]:
+            pieces["traj"] = np.asarray(to_numpy(samples))
+        for name, value in diag.items():
+            if name == "trajectory" or (name not in per_chain and not recorded):
+                continue
+            if settings["diagnostics"]:
+                pieces["diag_" + name] = value
+            if recorded and name in per_chain:
+                pieces["run_" + name.replace("n_accepted", "accepted")] = value
+        n_new = 0
+        for name, value in pieces.items():
+            value = np.asarray(to_numpy(value))
+            axis = _step_axis(name)
+            if axis is not None:
+                if name not in self.arrays:
+                    self._allocate(name, value)
+                self._fill(name, value, self.kept)
+                n_new = value.shape[axis]
+            elif name in _SUMMED and name in self.arrays:
+                self.arrays[name] = self.arrays[name] + value
+            elif name not in self.arrays:
+                # the first counts, or what burn-in set once (adapted step size, mass)
+                self.arrays[name] = value
+        self.kept += n_new
+
+    def view(self):
+        """The arrays with only their filled kept steps (to save or write)."""
+        out = {}
+        for name, value in self.arrays.items():
+            axis = _step_axis(name)
+            out[name] = value if axis is None else \
+                value[(slice(None),) * axis + (slice(0, self.kept),)]
+        return out
+
+
+def _step_axis(name):
+    """The kept-step axis of a record, or None for one that is not per step: the
+    trajectory's second, the first of each per-step diagnostic (``diag_<name>``, joined
+    across calls; the per-chain ones are summed, see :class:`_Records`)."""
+    from ..diagnostics import Diagnostics
+
+    if name == "traj":
+        return 1
+    if name.startswith("diag_") and name[len("diag_"):] in Diagnostics.PER_STEP_FIELDS:
+        return 0
+    return None
+
+
+def _save_checkpoint(path, sampler, settings, io_settings, done, records):
+    import json
+
+    import numpy as np
+
+    from .. import io
+
+    state = sampler.get_state()
+    state["cli_settings"] = np.str_(json.dumps(settings))
+    state["cli_io"] = np.str_(json.dumps(io_settings))
+    state["cli_done"] = np.int64(done)
+    for name, value in records.view().items():
+        state["cli_" + name] = value
+    try:
+        io.save_state(path, state)
+    except OSError as exc:
+        raise UsageError(f"--checkpoint {path}: cannot save the checkpoint: "
+                         f"{_one_line(exc)}") from None

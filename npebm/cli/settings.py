@@ -1,0 +1,180 @@
+"""The settings of an ``npebm sample`` run: from the command line or a checkpoint,
+checked, and turned into a sampler and its starting states."""
+from .common import UsageError, _one_line
+from .energies import _energy_key, _literal, _make_energy, _parse_params
+
+#: --sampler's names (see parser._sampler_name) and the classes of npebm.samplers they run.
+_SAMPLER_NAMES = {"langevin": "LangevinDynamics", "mala": "MALA", "hmc": "HamiltonianMonteCarlo"}
+
+#: Settings that decide the result; a resumed run takes them from its checkpoint.
+_RESULT_SETTINGS = ("energy", "params", "sampler", "n_samples", "n_steps", "dim", "burn_in",
+                    "thin", "step_size", "n_leapfrog_steps", "noise_scale", "mass", "adapt",
+                    "dtype", "seed", "trajectory", "diagnostics", "init_scale")
+
+#: Burn-in steps of MALA and HMC when they adapt and no --burn-in is given.
+DEFAULT_BURN_IN = 500
+
+#: Chains start from N(0, INIT_SCALE² I) unless --init-scale says otherwise.  The library's
+#: N(0, I) puts a few of 10 000 chains near |x| = 4, where energies that grow fast (a
+#: double well: E ~ 3x⁴) are so steep that a step size tuned on the bulk of the chains
+#: rejects every proposal there, so those chains never move.  Starting every chain in one
+#: small ball, all of them start where the bulk is and the tuned step size suits each; the
+#: burn-in then spreads them over the target.  (Restarting stuck chains from other chains'
+#: states after burn-in would also work, but would tie those chains to their donors.)
+INIT_SCALE = 0.1
+
+
+def _fresh_settings(args):
+    """The settings of a new run from the command line, checked."""
+    import secrets
+
+    missing = [flag for flag, value in (("--energy", args.energy), ("--sampler", args.sampler),
+                                        ("--n-samples", args.n_samples),
+                                        ("--n-steps", args.n_steps), ("--out", args.out))
+               if value is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} (or "
+                         "--resume FILE)")
+    key = _energy_key(args.energy)
+    params = _parse_params(key, args.param or [])
+    _, params, dim = _make_energy(key, params, args.dim)
+    adapt, burn_in = _default_adaptation(args)
+    settings = {
+        "energy": key, "params": params, "sampler": args.sampler,
+        "n_samples": args.n_samples, "n_steps": args.n_steps, "dim": dim,
+        "burn_in": burn_in, "thin": 1 if args.thin is None else args.thin,
+        "step_size": args.step_size, "n_leapfrog_steps": args.n_leapfrog_steps,
+        "noise_scale": args.noise_scale,
+        "mass": None if args.mass is None else _literal(args.mass, "--mass"),
+        "adapt": adapt, "dtype": args.dtype,
+        "seed": secrets.randbelow(2**32) if args.seed is None else args.seed,
+        "trajectory": bool(args.trajectory), "diagnostics": bool(args.diagnostics),
+        "init_scale": INIT_SCALE if args.init_scale is None else args.init_scale,
+    }
+    return settings
+
+
+def _default_adaptation(args):
+    """``(adapt, burn_in)`` of a new run: MALA and HMC tune their step size during a
+    burn-in (DEFAULT_BURN_IN steps unless --burn-in says) unless --step-size fixes it,
+    --adapt none declines, or --burn-in 0 leaves no burn-in to adapt in."""
+    adapt = args.adapt
+    if adapt is None and args.step_size is None and args.sampler in ("mala", "hmc") \
+            and args.burn_in != 0:
+        adapt = "step_size"
+    if adapt == "none":
+        adapt = None
+    if args.burn_in is not None:
+        return adapt, args.burn_in
+    return adapt, DEFAULT_BURN_IN if adapt is not None else 0
+
+
+def _check_resumed_settings(args, settings, path):
+    """Settings given again with ``--resume`` must agree with the checkpoint's."""
+    import json
+
+    given = {
+        "sampler": args.sampler, "n_samples": args.n_samples, "n_steps": args.n_steps,
+        "dim": args.dim, "burn_in": args.burn_in, "thin": args.thin,
+        "step_size": args.step_size, "n_leapfrog_steps": args.n_leapfrog_steps,
+        "noise_scale": args.noise_scale, "dtype": args.dtype,
+        "seed": args.seed, "trajectory": args.trajectory, "diagnostics": args.diagnostics,
+        "mass": None if args.mass is None else _literal(args.mass, "--mass"),
+        "init_scale": args.init_scale,
+    }
+    if args.adapt is not None and args.adapt != (settings["adapt"] or "none"):
+        raise UsageError(f"--adapt {args.adapt} differs from the checkpoint {path!r} "
+                         f"({settings['adapt'] or 'none'}); leave it out to use the "
+                         "checkpoint's")
+    if args.energy is not None and _energy_key(args.energy) != settings["energy"]:
+        raise UsageError(f"--energy {args.energy} differs from the checkpoint {path!r}, which "
+                         f"samples {settings['energy']}; leave it out to use the checkpoint's")
+    for name, value in _parse_params(settings["energy"], args.param or []).items():
+        saved = settings["params"].get(name)
+        if json.loads(json.dumps(value)) != saved:
+            raise UsageError(f"--param {name}={value} differs from the checkpoint {path!r} "
+                             f"({name}={saved}); leave it out to use the checkpoint's")
+    for name, value in given.items():
+        if value is not None and value != settings[name]:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value} differs from the checkpoint {path!r} "
+                             f"({settings[name]}); leave it out to use the checkpoint's")
+
+
+def _check_sampler_settings(s):
+    sampler = s["sampler"]
+    for name, only in (("n_leapfrog_steps", "hmc"), ("mass", "hmc"),
+                       ("noise_scale", "langevin")):
+        if s[name] is not None and sampler != only:
+            raise UsageError(f"--{name.replace('_', '-')} is for --sampler {only}, not "
+                             f"{sampler}")
+    if s["adapt"] is not None:
+        if sampler == "langevin":
+            raise UsageError("--adapt tunes the step size toward an acceptance rate: use "
+                             "--sampler mala or hmc (unadjusted Langevin accepts every step)")
+        if s["adapt"] != "step_size" and sampler != "hmc":
+            raise UsageError(f"--adapt {s['adapt']} estimates a mass matrix, which only "
+                             "--sampler hmc has; use --adapt step_size")
+        if s["burn_in"] < 1:
+            raise UsageError("--adapt needs --burn-in >= 1: adaptation happens during burn-in")
+
+
+def _check_record_memory(settings):
+    """Refuse, before sampling, a run whose chains, trajectory and diagnostics cannot fit
+    in this machine's memory: each library call checks only its own piece, and the CLI
+    draws the starting states itself."""
+    import os
+
+    n, d, thin = settings["n_samples"], settings["dim"], settings["thin"]
+    n_kept = settings["n_steps"] // thin
+    item = 4 if settings["dtype"] == "float32" else 8
+    parts = {
+        # the starting states, and the library's states, gradients, proposals and copies
+        "the chains": 9 * n * d * item + 64 * n,
+        "the trajectory": n * n_kept * d * item * settings["trajectory"],
+        "the diagnostics":
+            (n * n_kept * (item + 9) + n_kept * d * 16) * settings["diagnostics"],
+    }
+    need = sum(parts.values())
+    try:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return
+    if need > limit:
+        name, size = max(parts.items(), key=lambda item: item[1])
+        advice = ("fewer --n-samples" if name == "the chains" else
+                  "a larger --thin, or fewer --n-steps or --n-samples")
+        raise UsageError(f"this run needs about {need / 2**30:.1f} GiB, {size / 2**30:.1f} "
+                         f"GiB of it for {name}, but this machine has {limit / 2**30:.1f} "
+                         f"GiB; use {advice}")
+
+
+def _build_sampler(settings, device):
+    from .. import samplers
+
+    energy, _, _ = _make_energy(settings["energy"], settings["params"], settings["dim"])
+    kwargs = {"dtype": settings["dtype"], "device": device, "seed": settings["seed"]}
+    for name, arg in (("step_size", "step_size"), ("noise_scale", "noise_scale"),
+                      ("n_leapfrog_steps", "n_leapfrog_steps"), ("mass", "mass")):
+        if settings[name] is not None:
+            kwargs[arg] = settings[name]
+    cls = getattr(samplers, _SAMPLER_NAMES[settings["sampler"]])
+    try:
+        return cls(energy, **kwargs), energy
+    except (TypeError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
+        raise UsageError(_one_line(exc)) from None
+
+
+def _initial_states(settings):
+    """The chains' starting states, N(0, init_scale² I): the library's own N(0, I) draw
+    (each chain's INIT stream), scaled, so that --init-scale 1 starts where
+    ``sampler.sample(n_samples=..., dim=...)`` does."""
+    import numpy as np
+
+    from ..random import INIT, ChainStreams
+
+    dtype = np.dtype(settings["dtype"] or "float64")
+    streams = ChainStreams(seed=settings["seed"], n_chains=settings["n_samples"], stream=INIT)
+    x0 = streams.normal(settings["dim"], dtype=dtype)
+    x0 *= dtype.type(settings["init_scale"])
+    return x0
