@@ -586,6 +586,7 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     from .backend import to_numpy
     from .random import key_from_seed
     from .samplers.base import ChainSampler, _check_chain_count, _rows_per_block
+    from .samplers.state import ChainState
 
     if not isinstance(sampler, ChainSampler):
         raise TypeError(f"sampler must be an npebm ChainSampler (LangevinDynamics, MALA, "
@@ -644,8 +645,8 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
         for a, b in bounds:
             task = {"rows": rows, "kwargs": kwargs, "n_steps": n_steps, "state": None}
             if state is not None:
-                task["state"] = dict(state, x=state["x"][a:b], pos=state["pos"][a:b],
-                                     chain_offset=np.int64(offset + a))
+                # The shard's chains, with every per-chain field the sampler declares.
+                task["state"] = dict(state, **st.shard(a, b).to_dict())
             else:
                 task.update(x=None if x0 is None else x0[a:b], n_samples=b - a, dim=d,
                             seed=seed, chain_offset=offset + a)
@@ -657,10 +658,9 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
             close()
 
     # The caller's sampler continues from the gathered state, as after the single run.
-    merged = dict(results[0]["state"])
-    merged["x"] = np.concatenate([r["state"]["x"] for r in results], axis=0)
-    merged["pos"] = np.concatenate([r["state"]["pos"] for r in results], axis=0)
-    merged["chain_offset"] = np.int64(offset)
+    chains = ChainState.merge(ChainState.from_dict(r["state"], sampler.state_fields)
+                              for r in results)
+    merged = dict(results[0]["state"], **chains.to_dict())
     sampler.set_state(merged)
 
     if want_traj:

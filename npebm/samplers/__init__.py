@@ -1,4 +1,5 @@
-"""Samplers over arrays of parallel chains: Langevin dynamics, MALA and HMC.
+"""Samplers over arrays of parallel chains: Langevin dynamics, MALA, HMC and underdamped
+Langevin.
 
 Every sampler runs its chains × steps loop as one compiled kernel for compiled energies
 (built-ins and :class:`~npebm.energies.CompiledEnergy`) and as array operations over
@@ -9,6 +10,10 @@ from .base import BaseSampler, InsufficientMemoryError, SamplingWarning
 from .hmc import HamiltonianMonteCarlo
 from .langevin import LangevinDynamics
 from .mala import MALA
+from .state import ChainState, InfoField, StateField
+from .underdamped import UnderdampedLangevin
 
 __all__ = ["BaseSampler", "LangevinDynamics", "MALA", "HamiltonianMonteCarlo",
-           "InsufficientMemoryError", "SamplingWarning"]
+           "UnderdampedLangevin",
+           "InsufficientMemoryError", "SamplingWarning", "ChainState", "StateField",
+           "InfoField"]
