@@ -381,7 +381,7 @@ class ChainSampler(BaseSampler):
             self._check_start(st)
         if adapt is not None:
             # Burn-in runs step by step here; what follows is an ordinary run.
-            self._adapt(st, burn_in, adapt)
+            self._adapt(st, burn_in, adapt, progress)
             st = self._resume_state(None, None, None, None, 0)
             burn_in, n_total = 0, n_steps
         result = self._run(st, self._schedule_from(st.step), burn_in, n_steps, thin,
@@ -642,42 +642,20 @@ class ChainSampler(BaseSampler):
             step = new
         return step
 
-    def _adapt(self, st, burn_in, adapt):
+    def _adapt(self, st, burn_in, adapt, progress=False):
         """Burn-in with adaptation: dual averaging of the step size every step; with a
         mass, Stan's windows pooling the draws of all chains (Welford), the mass set at
-        each window's end and the step size searched and averaged afresh."""
-        from ..schedulers import ConstantScheduler
-        from .adaptation import DualAveraging, Welford, slow_windows
+        each window's end and the step size searched and averaged afresh.
 
-        step = self._initial_step_size(st, float(self.schedulers["step_size"].get_value()))
-        averaging = DualAveraging(step, self.target_accept)
-        windows = slow_windows(burn_in) if adapt != "step_size" else []
-        ends = {end: start for start, end in windows}
-        starts = {start for start, _ in windows}
-        estimate = None
-        # One runner for all of burn-in, each step run with the step size of the moment:
-        # a step then costs a kernel call, not a driver's set-up (nor a fresh gradient).
-        runner, out = self._runner(
-            st, lambda s0, s1: self._step_arrays(np.array([averaging.step_size])), 0,
-            False, False)
-        self._state = st
-        for i in range(burn_in):
-            if i in starts:
-                estimate = Welford(st.x.shape[1], dense=adapt == "dense")
-            runner(i, i + 1, burn_in, 1)
-            averaging.update(float(out["alpha"].mean()))
-            if estimate is not None:
-                estimate.update(st.x)
-            if i + 1 in ends:
-                cov = estimate.regularized()
-                self._set_mass(np.linalg.inv(cov) if adapt == "dense" else 1.0 / cov)
-                estimate = None
-                step = self._initial_step_size(st, averaging.final_step_size)
-                averaging = DualAveraging(step, self.target_accept)
-        runner.store(st)
-        st.step += burn_in
-        self.schedulers["step_size"] = ConstantScheduler(averaging.final_step_size)
-        self._state = st
+        It is an ordinary run of ``burn_in`` unrecorded steps whose between-step hook
+        updates the policy; each step runs with the step size of the moment.
+        """
+        from ..schedulers import ConstantScheduler
+
+        policy = _Adaptation(self, st, burn_in, adapt)
+        self._run(st, policy.schedule, burn_in, 0, 1, False, False, progress,
+                  between=policy)
+        self.schedulers["step_size"] = ConstantScheduler(policy.averaging.final_step_size)
 
     # ------------------------------------------------------------------ running
     def _schedule_from(self, start):
@@ -841,7 +819,15 @@ class ChainSampler(BaseSampler):
             runner = VectorRunner(self, st, schedule, out)
         return runner, out
 
-    def _run(self, st, schedule, burn_in, n_steps, thin, want_traj, want_diag, progress):
+    def _run(self, st, schedule, burn_in, n_steps, thin, want_traj, want_diag, progress,
+             between=None):
+        """Run ``burn_in + n_steps`` steps from ``st`` in chunks (progress and Ctrl-C
+        between them); ``(out, n_kept)``.
+
+        ``between(i, out)``, when given, is the step-major hook: it runs after step ``i``
+        of every chain and before step ``i + 1`` of any, and may change what the next
+        steps use (adaptation changes the step size; tempering swaps states).
+        """
         n, d = st.x.shape
         n_total = burn_in + n_steps
         n_kept = n_steps // thin
@@ -852,6 +838,8 @@ class ChainSampler(BaseSampler):
         # others start with a short one to time a step, then take CHUNK_SECONDS each.
         small = n * d * n_total <= SMALL_RUN
         chunk = min(n_total, MAX_CHUNK) if small else min(n_total, FIRST_CHUNK)
+        if between is not None:
+            chunk = 1
         try:
             while done < n_total:
                 start = time.perf_counter()
@@ -859,6 +847,10 @@ class ChainSampler(BaseSampler):
                 elapsed = time.perf_counter() - start
                 done = runner.done
                 bar.update(n * done)
+                if between is not None:
+                    self._state = st  # the hook may run trial steps from st
+                    between(done - 1, out)
+                    continue
                 per_step = max(elapsed / max(chunk, 1), 1e-9)
                 chunk = int(min(n_total - done, MAX_CHUNK,
                                 max(FIRST_CHUNK, CHUNK_SECONDS / per_step)))
@@ -906,6 +898,52 @@ class ChainSampler(BaseSampler):
         if extra:
             diag = Diagnostics(**diag, **extra)
         return samples, diag
+
+
+class _Adaptation:
+    """The adaptation policy as a step-major hook: dual averaging of the step size after
+    every step, from the acceptance probability averaged over all chains; with a mass,
+    Stan's windows (Welford over the draws of all chains), the mass set at each window's
+    end and the step size searched and averaged afresh."""
+
+    def __init__(self, sampler, st, burn_in, adapt):
+        from .adaptation import DualAveraging, slow_windows
+
+        self.sampler, self.st, self.adapt = sampler, st, adapt
+        step = sampler._initial_step_size(
+            st, float(sampler.schedulers["step_size"].get_value()))
+        self.averaging = DualAveraging(step, sampler.target_accept)
+        windows = slow_windows(burn_in) if adapt != "step_size" else []
+        self.ends = {end for _, end in windows}
+        self.starts = {start for start, _ in windows}
+        self.estimate = self._estimate(0)
+
+    def _estimate(self, i):
+        from .adaptation import Welford
+
+        if i in self.starts:
+            return Welford(self.st.x.shape[1], dense=self.adapt == "dense")
+        return None
+
+    def schedule(self, s0, s1):
+        """Every step runs with the step size of the moment."""
+        return self.sampler._step_arrays(np.array([self.averaging.step_size]))
+
+    def __call__(self, i, out):
+        from .adaptation import DualAveraging
+
+        sampler, st = self.sampler, self.st
+        self.averaging.update(float(out["alpha"].mean()))
+        if self.estimate is not None:
+            self.estimate.update(st.x)
+        if i + 1 in self.ends:
+            cov = self.estimate.regularized()
+            sampler._set_mass(np.linalg.inv(cov) if self.adapt == "dense" else 1.0 / cov)
+            self.estimate = None
+            step = sampler._initial_step_size(st, self.averaging.final_step_size)
+            self.averaging = DualAveraging(step, sampler.target_accept)
+        if self.estimate is None:
+            self.estimate = self._estimate(i + 1)
 
 
 def _pow2_at_least(n):
