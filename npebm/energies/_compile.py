@@ -12,7 +12,7 @@ import os
 import re
 
 import numpy as np
-from numba import cfunc, njit, prange, typeof, types
+from numba import cfunc, njit, typeof, types
 from numba.core.errors import NumbaError
 
 from .. import _numba_cache  # noqa: F401  (installs npebm's cache locator: before cache=True)
@@ -191,11 +191,13 @@ def _what_it_returns(func):
     return None
 
 
-@njit(parallel=True, cache=True)
-def _evaluate(block, X, G, E, params):
+@njit(nogil=True, cache=True)
+def _evaluate_blocks(b0, b1, block, X, G, E, params):
+    # Serial over a range of blocks: npebm's own thread pool runs the ranges, so Numba's
+    # threading layer (OpenMP, shared with torch) is never started, and a few chains
+    # cost one call on the calling thread.
     n = X.shape[0]
-    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
-    for b in prange(n_blocks):
+    for b in range(b0, b1):
         lo = b * BLOCK_ROWS
         hi = min(n, lo + BLOCK_ROWS)
         block(X[lo:hi], G[lo:hi], E[lo:hi], params)
@@ -208,5 +210,8 @@ def evaluate(energy, x):
     energies = np.empty(x.shape[0], dtype=x.dtype)
     grads = np.empty_like(x)
     if x.shape[0]:
-        _evaluate(block, x, grads, energies, params)
+        from .._threads import run_blocks
+
+        run_blocks(_evaluate_blocks, -(-x.shape[0] // BLOCK_ROWS), block, x, grads,
+                   energies, params)
     return energies, grads

@@ -13,6 +13,11 @@ from .base import ChainSampler, schedule_values
 __all__ = ["LangevinDynamics"]
 
 
+#: From this dimension on, a step without decay or clamp draws its normals first and
+#: then updates the row in one vectorised loop (W4, 100-d: 1.3x; at 2-d it costs more).
+PLAIN_DIM = 8
+
+
 def _build_step(evaluate):
     """One Langevin step of rows ``r0 .. r1 - 1`` (see ``_loop`` for the signature)."""
     from numba.extending import register_jitable
@@ -23,20 +28,31 @@ def _build_step(evaluate):
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
         X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
         eta, amp, decay, lo, hi, clamp_on = args
+        (Z,) = scratch
         accepted, diverged, alpha, fields = info
         d = X.shape[1]
         h = eta[s]
         a = amp[s]
+        plain = decay == 0 and not clamp_on and d >= PLAIN_DIM
         for r in range(r0, r1):
             chain = np.uint64(chain0 + r)
             p = pos[r]
             buf = bufs[r]
-            for j in range(d):
-                z, p = normal(k0, k1, chain, NOISE, p, buf, X)
-                v = X[r, j] - h * (G[r, j] + decay * X[r, j]) + a * z
-                if clamp_on:
-                    v = min(max(v, lo), hi)
-                XN[r, j] = v
+            if plain:
+                # The row's normals first, then an update the compiler vectorises (the
+                # same numbers: G + 0·x is G for finite x).
+                for j in range(d):
+                    z, p = normal(k0, k1, chain, NOISE, p, buf, X)
+                    Z[r, j] = z
+                for j in range(d):
+                    XN[r, j] = X[r, j] - h * G[r, j] + a * Z[r, j]
+            else:
+                for j in range(d):
+                    z, p = normal(k0, k1, chain, NOISE, p, buf, X)
+                    v = X[r, j] - h * (G[r, j] + decay * X[r, j]) + a * z
+                    if clamp_on:
+                        v = min(max(v, lo), hi)
+                    XN[r, j] = v
             pos[r] = p
         evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
         for r in range(r0, r1):
@@ -50,6 +66,11 @@ def _build_step(evaluate):
                 E[r] = EN[r]
 
     return step
+
+
+def _scratch(xp, n, d, dtype):
+    """Per chain: the step's normals."""
+    return (xp.empty((n, d), dtype),)
 
 
 class LangevinDynamics(ChainSampler):
@@ -89,6 +110,7 @@ class LangevinDynamics(ChainSampler):
     """
 
     _build_step = staticmethod(_build_step)
+    _scratch = staticmethod(_scratch)
 
     def __init__(self, energy=None, step_size=1e-3, noise_scale=1.0, decay=0.0, clamp=None,
                  *, dtype=None, device="cpu", seed=None, model=None, energy_function=None):
