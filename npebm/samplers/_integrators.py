@@ -2,7 +2,10 @@
 Langevin): the mass matrix, momentum draws, the leapfrog's drift and kick, and the
 kinetic energy.
 
-Each piece exists twice, with the same arithmetic in the same order:
+Each piece exists twice, with the same arithmetic (in the same order except where
+noted: a dense M⁻¹p and L z are summed in a fixed order and, for M⁻¹p, in float64 per
+chain, while the array forms leave the order to BLAS, so float32 results can differ by a
+few ulps):
 
 - per chain, ``*_row`` functions over row ``r`` of ``(n, dim)`` arrays, compiled into the
   samplers' steps (CPU and CUDA);
@@ -36,13 +39,23 @@ def check_mass(mass):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"mass must be positive and finite, got {mass}")
         return DIAGONAL, value
+    what = "mass must be None, a float, a (dim,) or a (dim, dim) array of real numbers"
+    if isinstance(mass, (bool, np.bool_, str, bytes)):
+        # they would convert to floats silently
+        raise TypeError(f"{what}, got {type(mass).__name__}")
     try:
-        arr = np.array(mass, dtype=np.float64)
+        given = np.asarray(mass)
     except (TypeError, ValueError):
-        raise TypeError(f"mass must be None, a float, a (dim,) or a (dim, dim) array, got "
-                        f"{type(mass).__name__}") from None
+        raise TypeError(f"{what}, got a ragged {type(mass).__name__}") from None
+    if given.dtype.kind not in "iuf":  # complex, bool, strings, objects
+        raise TypeError(f"{what}, got {type(mass).__name__} of {given.dtype}")
+    arr = given.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError("mass must be finite")
+    with np.errstate(over="ignore", divide="ignore"):
+        if arr.ndim == 1 and not np.all(np.isfinite(1.0 / arr)):
+            raise ValueError("mass as a (dim,) diagonal must have finite inverses (an entry "
+                             "is too small)")
     if arr.ndim == 0:
         return check_mass(float(arr))
     if arr.ndim == 1:
@@ -278,7 +291,7 @@ def kinetic(p, kind, minv_diag, minv):
 
 
 def leapfrog(x, p, g, h, n_steps, gradient, kind=IDENTITY, minv_diag=None, minv=None):
-    """``n_steps`` leapfrog steps of size ``h`` from (x, p) with ∇E(x) = ``g``.
+    """``n_steps`` >= 1 leapfrog steps of size ``h`` from (x, p) with ∇E(x) = ``g``.
 
     Returns ``(x, p, g)`` (new arrays).  ``gradient(x)`` gives ∇E at (n, dim) states.
     Symplectic and time-reversible: negating the returned momentum and integrating
