@@ -14,16 +14,21 @@ JAX and Numba never meet, and so that memory is measured per contender:
   (``npebm._philox``) in the order npebm does, so that the comparison with npebm
   isolates the sampler machinery (the script prints how far the two final states are
   apart).  2-D Langevin draws the normals of 64 steps into a row, then steps, and 2-D
-  HMC advances 16 chains in lockstep: the same numbers, with latencies overlapped.  It
-  is the reference of "x slower".
+  HMC advances 16 chains in lockstep: the same numbers, with latencies overlapped.  UL
+  (BAOAB) draws each chain's initial momentum from its npebm state stream
+  (``npebm.random.STATE``, from position 0, as npebm does at a fresh start) inside the
+  kernel, then its noise as 2-D Langevin does.  It is the reference of "x slower".
 - ``limit-nprandom``: the same 2-D Langevin kernels with ``np.random.standard_normal``
   inside ``njit`` (Numba's per-thread generator) instead of Philox (W1, W3, W6 only).
 - ``npebm``: ``npebm.samplers`` through the public API, ``sampler.sample(x=x0, ...)``.
 - ``torchebm``: TorchEBM's ``LangevinDynamics`` / ``HamiltonianMonteCarlo`` with its
-  ``GaussianModel`` / ``DoubleWellModel`` (autograd gradients) on the CPU.
+  ``GaussianModel`` / ``DoubleWellModel`` (autograd gradients) on the CPU.  It has no
+  underdamped Langevin sampler (0.8.9: ``hmc``, ``langevin_dynamics``): UL is skipped.
 - ``blackjax``: ``jax.jit`` of ``lax.scan`` over steps of ``jax.vmap`` over chains.
   Langevin workloads use ``blackjax.sgld`` with the exact gradient as its estimator,
-  which is the unadjusted Langevin algorithm; HMC workloads use ``blackjax.hmc``.
+  which is the unadjusted Langevin algorithm; HMC workloads use ``blackjax.hmc``.  UL is
+  skipped: 1.7.1 has no BAOAB kinetic Langevin kernel (``sghmc`` is an Euler step that
+  redraws the momentum every call, ``ghmc`` is Metropolis-adjusted, ``mclmc`` isokinetic).
 - ``blackjax-mala``: ``blackjax.mala`` on the Langevin workloads (MALA does one more
   accept/reject per step; comparable with the earlier MALA-based numbers).
 
@@ -39,6 +44,11 @@ Workloads, all float32 (``--workloads W1,W3`` selects; ``W6`` selects both W6 ro
       ``default_rng(1)``, 1 000 chains, 1 000 steps, step 0.01.
 - W5  HMC on W4's target, 1 000 chains, 100 proposals, 10 leapfrog steps of 0.05.
 - W6  Langevin on W1's target with 1 chain and with 8 chains, 10 000 steps.
+- UL  Underdamped (kinetic) Langevin on W1's target, 10 000 chains, 1 000 steps, step
+      h = 0.1, friction gamma = 1, identity mass, BAOAB: p <- p - (h/2) grad E;
+      x <- x + (h/2) p; p <- c p + sqrt(1 - c^2) xi with c = exp(-gamma h) (c and its
+      partner in float64, then cast); x <- x + (h/2) p; p <- p - (h/2) grad E(x).  The
+      momentum starts at p0 ~ N(0, I) from each chain's state stream.
 
 Memory, per child (so per contender) and per workload, from /proc/self/status: before
 the workload the child returns freed heap to the OS (``malloc_trim``), reads its resident
@@ -66,7 +76,7 @@ an order rotated by r, so slow drift of the machine hits all contenders alike.
 Run (peers optional; each missing one is skipped with its reason)::
 
     NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/bench_samplers.py [--quick]
-        [--workloads W1,W2] [--contenders limit,npebm] [--repeats 5]
+        [--workloads W1,W2,UL] [--contenders limit,npebm] [--repeats 5]
         [--peer-python /tmp/benchvenv/bin/python]
 
 The peers live in their own venv (torch pinned to its CPU wheel)::
@@ -103,16 +113,20 @@ PEERS = ("torchebm", "blackjax", "blackjax-mala")
 # Workloads and targets
 
 class Workload:
-    def __init__(self, name, kind, target, chains, steps, step_size, n_leapfrog=0):
+    def __init__(self, name, kind, target, chains, steps, step_size, n_leapfrog=0,
+                 gamma=0.0):
         self.name, self.kind, self.target = name, kind, target
         self.chains, self.steps, self.step_size = chains, steps, step_size
         self.n_leapfrog = n_leapfrog
+        self.gamma = gamma  # friction of underdamped Langevin ("ulangevin")
 
     def as_dict(self):
         return dict(vars(self))
 
     def describe(self):
-        what = (f"HMC L={self.n_leapfrog}" if self.kind == "hmc" else "Langevin")
+        what = {"hmc": f"HMC L={self.n_leapfrog}",
+                "ulangevin": f"underdamped Langevin BAOAB gamma={self.gamma}"}.get(
+                    self.kind, "Langevin")
         return (f"{self.name}: {what}, {self.target}, {self.chains} chains x {self.steps} "
                 f"{'proposals' if self.kind == 'hmc' else 'steps'}, step {self.step_size}")
 
@@ -125,6 +139,7 @@ WORKLOADS = [
     Workload("W5", "hmc", "gauss100", 1_000, 100, 0.05, 10),
     Workload("W6/1", "langevin", "gauss2", 1, 10_000, 0.01),
     Workload("W6/8", "langevin", "gauss2", 8, 10_000, 0.01),
+    Workload("UL", "ulangevin", "gauss2", 10_000, 1_000, 0.1, gamma=1.0),
 ]
 
 
@@ -132,7 +147,7 @@ def quick_workload(w):
     """Smaller sizes for a smoke run: a tenth of the steps, and of the chains >= 1000."""
     chains = w.chains // 10 if w.chains >= 1000 else w.chains
     return Workload(w.name, w.kind, w.target, chains, max(10, w.steps // 10), w.step_size,
-                    w.n_leapfrog)
+                    w.n_leapfrog, w.gamma)
 
 
 def target_params(target):
@@ -176,12 +191,14 @@ def build_limit_kernels():
     from numba import njit, prange
 
     from npebm import _philox
+    from npebm.random import STATE
 
     normal32, uniform32, sync = _philox.normal32, _philox.uniform32, _philox.sync
     fill_row = _philox.fill_normal_row
     batch = 64  # steps whose normals are drawn at once in the 2-D Langevin kernels
     group = 16  # chains advanced in lockstep in the 2-D HMC kernel
     noise = _philox.NOISE
+    state = STATE  # the stream of the initial momentum
     stride = _philox.BUF_STRIDE
     u64 = np.uint64
     half = F32(0.5)
@@ -241,6 +258,49 @@ def build_limit_kernels():
                             _, g0, g1 = eg(x0, x1, prm)
                             x0 = x0 - eta * g0 + sq * z[2 * s]
                             x1 = x1 - eta * g1 + sq * z[2 * s + 1]
+                        t += nb
+                    X[i, 0] = x0
+                    X[i, 1] = x1
+                    pos[i] = p
+        return run
+
+    def make_ulangevin_2d(eg):
+        # BAOAB with identity mass, as npebm.samplers.UnderdampedLangevin: p0 ~ N(0, I)
+        # from the chain's state stream at position 0 (fresh start), then 2 normals per
+        # step from its noise stream, drawn `batch` steps at a time as above.
+        @par_and_serial
+        def run(X, pos, prm, n_steps, hh, c, sc, k0, k1, n_chunks):
+            n = X.shape[0]
+            scratch = np.empty((n_chunks, stride), np.uint32)
+            rows = np.empty((n_chunks, 2 * batch), X.dtype)
+            for ck in prange(n_chunks):
+                buf = scratch[ck, :4]
+                z = rows[ck]
+                for i in range(ck * n // n_chunks, (ck + 1) * n // n_chunks):
+                    chain = u64(i)
+                    q0, w = normal32(k0, k1, chain, state, u64(0), buf)
+                    q1, w = normal32(k0, k1, chain, state, w, buf)
+                    p = u64(pos[i])
+                    sync(k0, k1, chain, noise, p, buf)  # buf holds the state stream's
+                    x0 = X[i, 0]
+                    x1 = X[i, 1]
+                    _, g0, g1 = eg(x0, x1, prm)
+                    t = 0
+                    while t < n_steps:
+                        nb = min(batch, n_steps - t)
+                        p = fill_row(k0, k1, chain, noise, p, buf, z[:2 * nb])
+                        for s in range(nb):
+                            q0 = q0 - hh * g0  # B
+                            q1 = q1 - hh * g1
+                            x0 = x0 + hh * q0  # A
+                            x1 = x1 + hh * q1
+                            q0 = c * q0 + sc * z[2 * s]  # O
+                            q1 = c * q1 + sc * z[2 * s + 1]
+                            x0 = x0 + hh * q0  # A
+                            x1 = x1 + hh * q1
+                            _, g0, g1 = eg(x0, x1, prm)
+                            q0 = q0 - hh * g0  # B
+                            q1 = q1 - hh * g1
                         t += nb
                     X[i, 0] = x0
                     X[i, 1] = x1
@@ -451,6 +511,7 @@ def build_limit_kernels():
         "langevin_2d_nprandom": {"gauss2": make_langevin_2d_nprandom(eg_gauss2),
                                  "double_well": make_langevin_2d_nprandom(eg_double_well)},
         "hmc_2d": {"gauss2": make_hmc_2d(eg_gauss2)},
+        "ulangevin_2d": {"gauss2": make_ulangevin_2d(eg_gauss2)},
         "langevin_dense": langevin_dense,
         "hmc_dense": hmc_dense,
     }
@@ -505,6 +566,18 @@ class LimitContender:
                     kern(x, pos, prm, w.steps, eta, k0, k1, n_chunks)
                     return x
                 return run
+            if w.kind == "ulangevin":
+                kern = self.k["ulangevin_2d"][w.target]
+                # As npebm: the constants in float64, then cast to float32.
+                c = np.exp(-w.gamma * w.step_size)
+                hh, c32, sc = F32(0.5 * w.step_size), F32(c), F32(np.sqrt(1.0 - c * c))
+
+                def run():
+                    x = x0.copy()
+                    pos = np.zeros(n, np.uint64)
+                    kern(x, pos, prm, w.steps, hh, c32, sc, k0, k1, n_chunks)
+                    return x
+                return run
             kern = self.k["hmc_2d"][w.target]
             self.acc = np.zeros(n, np.int64)
 
@@ -516,6 +589,8 @@ class LimitContender:
             return run
         if self.nprandom:
             raise Unsupported("np.random variant written for 2-D Langevin only")
+        if w.kind == "ulangevin":
+            raise Unsupported("underdamped Langevin kernel written for 2-D targets only")
         mean, cov = target_params(w.target)
         mean = mean.astype(F32)
         prec = precision32(cov)
@@ -564,6 +639,10 @@ class NpebmContender:
         if w.kind == "langevin":
             s = LangevinDynamics(energy, step_size=w.step_size, noise_scale=1.0,
                                  dtype=np.float32, seed=0)
+        elif w.kind == "ulangevin":
+            from npebm.samplers import UnderdampedLangevin
+            s = UnderdampedLangevin(energy, step_size=w.step_size, gamma=w.gamma,
+                                    scheme="BAOAB", dtype=np.float32, seed=0)
         else:
             s = HamiltonianMonteCarlo(energy, step_size=w.step_size,
                                       n_leapfrog_steps=w.n_leapfrog, dtype=np.float32, seed=0)
@@ -593,6 +672,9 @@ class TorchebmContender:
 
     def prepare(self, w):
         torch = self.torch
+        if w.kind == "ulangevin":
+            raise Unsupported("TorchEBM has no underdamped (kinetic) Langevin sampler "
+                              "(samplers: hmc, langevin_dynamics)")
         from torchebm.core import DoubleWellModel, GaussianModel
         from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
         f32 = torch.float32
@@ -635,6 +717,11 @@ class BlackjaxContender:
 
     def prepare(self, w):
         jax, blackjax = self.jax, self.blackjax
+        if w.kind == "ulangevin":
+            raise Unsupported(f"BlackJAX {blackjax.__version__} has no BAOAB underdamped "
+                              "Langevin kernel (sghmc is an Euler step that redraws the "
+                              "momentum each call, ghmc is Metropolis-adjusted, mclmc is "
+                              "isokinetic)")
         jnp = jax.numpy
         if w.target == "double_well":
             h, b = target_params("double_well")
@@ -849,7 +936,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: a tenth of the steps (and of large chain counts), 3 repeats")
-    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6")
+    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6,UL")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--repeats", type=int, default=None, help="timed runs (default 5, quick 3)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
