@@ -123,7 +123,8 @@ def test_help_imports_nothing_heavy(argv):
     heavy = {"numba", "scipy", "torch", "matplotlib", "dask", "cupy", "tqdm"} & imported
     assert not heavy, f"{argv} imported {heavy}"
     if argv == ["sample", "--help"]:
-        for word in ("--checkpoint-every", "--resume", "gaussian_mixture", "barrier_height"):
+        for word in ("--checkpoint-every", "--resume", "gaussian_mixture", "barrier_height",
+                     "underdamped", "--gamma", "--scheme", "OBABO"):
             assert word in proc.stdout
 
 
@@ -134,6 +135,8 @@ def test_help_imports_nothing_heavy(argv):
     ("mala", ["--step-size", "0.1", "--dtype", "float64"]),
     ("hmc", ["--step-size", "0.2", "--n-leapfrog", "5", "--mass", "[1.0, 2.0]",
              "--progress"]),
+    ("underdamped", ["--step-size", "0.1", "--gamma", "0.5", "--scheme", "obabo",
+                     "--mass", "[1.0, 2.0]"]),
 ])
 def test_sample_each_sampler(tmp_path, sampler, extra):
     out = tmp_path / "s.npz"
@@ -155,8 +158,43 @@ def test_sample_each_sampler(tmp_path, sampler, extra):
         # --n-leapfrog is the old spelling of --n-leapfrog-steps, kept as an alias
         assert settings["mass"] == [1.0, 2.0] and settings["n_leapfrog_steps"] == 5
         assert "%" in proc.stderr  # --progress
+    if sampler == "underdamped":
+        assert (settings["gamma"], settings["scheme"], settings["mass"]) == \
+            (0.5, "OBABO", [1.0, 2.0])
+    else:
+        assert settings["gamma"] is None and settings["scheme"] is None
     # --step-size given: used as is, without adaptation
     assert settings["adapt"] is None and settings["burn_in"] == 10
+
+
+@pytest.mark.parametrize("text, name", [
+    ("langevin", "langevin"), ("ULA", "langevin"), ("LangevinDynamics", "langevin"),
+    ("mala", "mala"), ("HamiltonianMonteCarlo", "hmc"), ("underdamped", "underdamped"),
+    ("ul", "underdamped"), ("UnderdampedLangevin", "underdamped"),
+    ("underdamped_langevin", "underdamped"), ("kinetic", "underdamped"),
+])
+def test_sampler_names_and_aliases(text, name):
+    from npebm.cli.parser import _parser
+
+    args = _parser().parse_args(["sample", "--sampler", text])
+    assert args.sampler == name
+
+
+def test_sampler_table_matches_the_library():
+    """Each --sampler runs a class of npebm.samplers that takes the options the table gives
+    it, by the same names; the default step sizes the help quotes are the library's; the
+    samplers that adapt are those with an acceptance step (target_accept)."""
+    import inspect
+
+    import npebm.samplers
+    from npebm.cli.settings import _RESULT_SETTINGS, SAMPLERS
+
+    for name, spec in SAMPLERS.items():
+        params = inspect.signature(getattr(npebm.samplers, spec.cls)).parameters
+        assert params["step_size"].default == spec.step_size, name
+        assert set(spec.options) <= set(params) & set(_RESULT_SETTINGS), name
+        assert bool(spec.adapt) == ("target_accept" in params), name
+    assert SAMPLERS["underdamped"].step_size == 1e-2
 
 
 def test_sample_gaussian_by_torchebm_name_in_three_dimensions(tmp_path):
@@ -282,7 +320,8 @@ def test_plot_bounds_leave_out_a_few_far_points():
     (["--energy", "gaussian", "--param", "cov=[[1,2],[2,1]]"], ["cov", "positive definite"]),
     (["--energy", "gaussian_mixture"], ["needs --param means"]),
     (["--energy", "himmelblau", "--dim", "3"], ["--dim 3", "himmelblau"]),
-    (["--energy", "gaussian", "--sampler", "gibbs"], ["unknown sampler 'gibbs'"]),
+    (["--energy", "gaussian", "--sampler", "gibbs"], ["unknown sampler 'gibbs'",
+                                                      "underdamped"]),
     (["--energy", "gaussian", "--n-steps", "0"], ["--n-steps"]),
     (["--energy", "gaussian", "--n-samples", "-3"], ["--n-samples"]),
     (["--energy", "gaussian", "--checkpoint-every", "10"],
@@ -292,6 +331,19 @@ def test_plot_bounds_leave_out_a_few_far_points():
       "--thin", "2", "--trajectory"], ["multiple of --thin"]),
     (["--energy", "gaussian", "--n-leapfrog", "4"], ["--n-leapfrog", "hmc"]),
     (["--energy", "gaussian", "--adapt", "step_size"], ["--adapt", "Langevin"]),
+    (["--energy", "gaussian", "--sampler", "hmc", "--gamma", "2"],
+     ["--gamma is for --sampler underdamped, not hmc"]),
+    (["--energy", "gaussian", "--sampler", "mala", "--scheme", "OBABO"],
+     ["--scheme is for --sampler underdamped, not mala"]),
+    (["--energy", "gaussian", "--mass", "2"], ["--mass is for --sampler hmc or underdamped"]),
+    (["--energy", "gaussian", "--sampler", "underdamped", "--noise-scale", "2"],
+     ["--noise-scale is for --sampler langevin, not underdamped"]),
+    (["--energy", "gaussian", "--sampler", "underdamped", "--adapt", "step_size"],
+     ["--adapt", "underdamped Langevin is unadjusted", "mala or hmc"]),
+    (["--energy", "gaussian", "--sampler", "underdamped", "--adapt", "diag"],
+     ["--adapt", "unadjusted"]),
+    (["--energy", "gaussian", "--sampler", "ul", "--gamma", "-1"], ["--gamma", "'-1'"]),
+    (["--energy", "gaussian", "--sampler", "ul", "--scheme", "ABO"], ["--scheme", "ABO"]),
     (["--energy", "gaussian", "--device", "tpu"], ["device"]),
     (["--energy", "gaussian", "--out", "no/such/dir/x.npz"], ["does not exist"]),
     (["--resume", "missing.npz"], ["no such checkpoint"]),
@@ -557,6 +609,61 @@ def test_interrupted_run_with_adaptation_resumes(tmp_path, monkeypatch, capsys):
     assert_same_files(plain, again)
 
 
+def test_underdamped_resumes_with_its_momentum(tmp_path, monkeypatch, capsys):
+    """Underdamped Langevin's momentum is part of each chain's state: a run interrupted
+    after a checkpoint and resumed from it equals one uninterrupted run, bit for bit, and
+    keeps the checkpoint's --gamma and --scheme.  Resumed from the same checkpoint with
+    the momentum zeroed, it does not: the momentum travelled through the checkpoint."""
+    run = ["sample", "--energy", "gaussian", "--sampler", "underdamped", "--gamma", "2",
+           "--scheme", "OBABO", "--step-size", "0.1", "--burn-in", "20", "--n-samples", "30",
+           "--n-steps", "60", "--thin", "2", "--trajectory", "--diagnostics", "--seed", "8"]
+    plain = tmp_path / "plain.npz"
+    assert main([*run, "--out", str(plain)]) == 0
+    settings = json.loads(str(load(plain)["settings"]))
+    assert (settings["sampler"], settings["gamma"], settings["scheme"]) == \
+        ("underdamped", 2.0, "OBABO")
+    assert settings["adapt"] is None  # an unadjusted sampler never adapts by default
+
+    ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
+    real_save, saves = npebm.io.save_state, []
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        saves.append(int(state["cli_done"]))
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    with pytest.raises(SystemExit) as info:
+        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
+    assert info.value.code == 130
+    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    assert saves == [20, 40] and not out.exists()
+    state = npebm.io.load_state(ck)
+    assert state["momentum"].shape == (30, 2) and np.all(state["momentum"] != 0)
+    saved = json.loads(str(state["cli_settings"]))
+    assert (saved["gamma"], saved["scheme"]) == (2.0, "OBABO")
+    capsys.readouterr()
+
+    # Settings given again must agree with the checkpoint's.
+    for flag, value, words in (("--gamma", "1", "--gamma 1.0 differs"),
+                               ("--scheme", "baoab", "--scheme BAOAB differs")):
+        line = in_process_error(capsys, ["sample", "--resume", str(ck), flag, value])
+        assert words in line and f"({saved[flag[2:]]})" in line, line
+
+    # The momentum zeroed in a copy of the checkpoint: another result.
+    zeroed, other = tmp_path / "zeroed.npz", tmp_path / "other.npz"
+    npebm.io.save_state(zeroed, dict(state, momentum=np.zeros_like(state["momentum"])))
+    assert main(["sample", "--resume", str(zeroed), "--out", str(other)]) == 0
+    assert not np.array_equal(load(other)["samples"], load(plain)["samples"])
+    capsys.readouterr()
+
+    assert main(["sample", "--resume", str(ck), "--gamma", "2", "--scheme", "obabo"]) == 0
+    assert "at step 40 of 80" in capsys.readouterr().out
+    assert_same_files(plain, out)
+    assert load(out)["samples"].shape == (30, 30, 2)
+
+
 def test_damaged_checkpoint_is_refused(tmp_path, capsys):
     ck = tmp_path / "ck.npz"
     assert main(["sample", *MIXTURE, "--sampler", "langevin", "--step-size", "0.02",
@@ -593,7 +700,8 @@ def test_damaged_checkpoint_is_refused(tmp_path, capsys):
 
 def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, capsys):
     """A checkpoint whose settings say ``n_leapfrog`` (before --n-leapfrog-steps), without
-    ``init_scale`` or the run_* counts: resumed to the uninterrupted result."""
+    ``init_scale``, ``gamma`` and ``scheme`` (before underdamped Langevin) or the run_*
+    counts: resumed to the uninterrupted result, its settings in the same order."""
     run = ["sample", *MIXTURE, "--sampler", "hmc", "--step-size", "0.3",
            "--n-leapfrog-steps", "4", "--init-scale", "1", "--n-samples", "8",
            "--n-steps", "60", "--seed", "4", "--diagnostics"]
@@ -615,7 +723,7 @@ def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, 
     state = npebm.io.load_state(ck)
     settings = json.loads(str(state["cli_settings"]))
     settings = {("n_leapfrog" if k == "n_leapfrog_steps" else k): v
-                for k, v in settings.items() if k != "init_scale"}
+                for k, v in settings.items() if k not in ("init_scale", "gamma", "scheme")}
     state["cli_settings"] = np.str_(json.dumps(settings))
     for name in ("cli_run_accepted", "cli_run_divergences"):
         del state[name]

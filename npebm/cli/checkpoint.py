@@ -1,6 +1,7 @@
 """What an ``npebm sample`` run keeps (trajectory, diagnostics, per-chain counts), and
 its checkpoints: saved as it goes, loaded by ``--resume``."""
 from .common import UsageError, _one_line
+from .settings import _OLD_SETTINGS, _RESULT_SETTINGS
 
 #: Records summed over calls: the diagnostics' counts and the CLI's own after burn-in.
 _SUMMED = ("diag_divergences", "diag_n_accepted", "run_divergences", "run_accepted")
@@ -29,11 +30,13 @@ def _load_checkpoint(path):
         raise UsageError(f"--resume: {path!r} has unreadable settings ({exc})") from None
     if not isinstance(settings, dict):
         raise UsageError(f"--resume: {path!r} has unreadable settings")
-    # Older checkpoints spell --n-leapfrog-steps as n_leapfrog, and started the
-    # chains from the library's N(0, I).
-    # (Renamed in place: the settings written with the results keep their order.)
+    # Older checkpoints spell --n-leapfrog-steps as n_leapfrog, and lack the settings
+    # added since (_OLD_SETTINGS: what they meant there).  Put in the order a new run
+    # saves them, so that the settings written with the results are the same.
     settings = {("n_leapfrog_steps" if k == "n_leapfrog" else k): v for k, v in settings.items()}
-    settings.setdefault("init_scale", 1.0)
+    order = {name: i for i, name in enumerate(_RESULT_SETTINGS)}
+    settings = dict(sorted({**_OLD_SETTINGS, **settings}.items(),
+                           key=lambda item: order.get(item[0], len(order))))
     records = {name[len("cli_"):]: state.pop(name) for name in list(state)
                if name.startswith("cli_")}
     if done != int(state.get("step", -1)):

@@ -1,5 +1,6 @@
 """The command line's parser: subcommands, their options, argument types and help."""
 import argparse
+import textwrap
 
 from .._version import __version__
 from .bench import _bench
@@ -8,11 +9,12 @@ from .demo import _demo
 from .energies import _energy_parameters, _norm
 from .info import _info
 from .sample import _sample
-from .settings import DEFAULT_BURN_IN, INIT_SCALE
+from .settings import DEFAULT_BURN_IN, INIT_SCALE, SAMPLERS, _either, _takers
 
-#: --sampler's spellings (normalised, see energies._norm), TorchEBM's class names too.
-_SAMPLER_ALIASES = {"langevin": "langevin", "langevindynamics": "langevin", "ula": "langevin",
-                    "mala": "mala", "hmc": "hmc", "hamiltonianmontecarlo": "hmc"}
+#: --sampler's spellings (normalised, see energies._norm) -> its name in SAMPLERS: the
+#: name, the class name (TorchEBM's too) and the aliases.
+_SAMPLER_ALIASES = {_norm(alias): name for name, spec in SAMPLERS.items()
+                    for alias in (name, spec.cls, *spec.aliases)}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,10 +58,12 @@ def _parser():
     sample = sub.add_parser(
         "sample", help="sample a built-in energy with one sampler",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Sample a built-in energy with Langevin dynamics, MALA or HMC and write\n"
-                    "the samples (final states, or the trajectory), the diagnostics when\n"
-                    "asked and the run's settings to an .npz file.  Required for a new run:\n"
-                    "--energy, --sampler, --n-samples, --n-steps, --out.")
+        description=textwrap.fill(
+            "Sample a built-in energy with "
+            f"{_either(spec.title for spec in SAMPLERS.values())} and write the samples "
+            "(final states, or the trajectory), the diagnostics when asked and the run's "
+            "settings to an .npz file.  Required for a new run: --energy, --sampler, "
+            "--n-samples, --n-steps, --out.", 80))
     sample.lazy_epilog = _energies_epilog
     g = sample.add_argument_group("target")
     g.add_argument("--energy", metavar="NAME", help="a built-in energy (list below)")
@@ -68,7 +72,10 @@ def _parser():
     g.add_argument("--dim", type=_positive_int, help="dimension, when the energy does not "
                    "fix it (default 2)")
     g = sample.add_argument_group("sampler")
-    g.add_argument("--sampler", type=_sampler_name, metavar="{langevin,mala,hmc}")
+    g.add_argument("--sampler", type=_sampler_name, metavar="{" + ",".join(SAMPLERS) + "}",
+                   help="the sampler; also by class name (MALA, UnderdampedLangevin, ...) "
+                   "or alias (" + ", ".join(a for spec in SAMPLERS.values()
+                                            for a in spec.aliases) + ")")
     g.add_argument("--n-samples", type=_positive_int, metavar="N", help="number of chains")
     g.add_argument("--n-steps", type=_positive_int, metavar="N", help="steps after burn-in")
     g.add_argument("--burn-in", type=_nonnegative_int, metavar="B",
@@ -77,18 +84,25 @@ def _parser():
     g.add_argument("--thin", type=_positive_int, metavar="T",
                    help="keep every T-th step of the trajectory/diagnostics (default 1)")
     g.add_argument("--step-size", type=_positive_float, metavar="H",
-                   help="step size; without it langevin takes 1e-3, and mala and hmc "
-                   "tune theirs in burn-in, from 1e-3 and 0.1")
+                   help=_step_size_help())
     g.add_argument("--n-leapfrog-steps", "--n-leapfrog", type=_positive_int, metavar="L",
                    dest="n_leapfrog_steps",
-                   help="hmc: leapfrog steps per proposal (default 10)")
-    g.add_argument("--mass", metavar="M", help="hmc: mass matrix, a number, a diagonal "
-                   "[m1,m2] or a matrix [[..],[..]] (default identity)")
+                   help=f"{_takers('n_leapfrog_steps')}: leapfrog steps per proposal "
+                   "(default 10)")
+    g.add_argument("--mass", metavar="M", help=f"{_takers('mass')}: mass matrix, a number, "
+                   "a diagonal [m1,m2] or a matrix [[..],[..]] (default identity)")
     g.add_argument("--noise-scale", type=_nonnegative_float, metavar="S",
-                   help="langevin: noise scale (default 1)")
+                   help=f"{_takers('noise_scale')}: noise scale (default 1)")
+    g.add_argument("--gamma", type=_nonnegative_float, metavar="G",
+                   help=f"{_takers('gamma')}: friction, per unit time (default 1; 0 is "
+                   "Hamiltonian dynamics, large values approach overdamped Langevin)")
+    g.add_argument("--scheme", type=str.upper, choices=("BAOAB", "OBABO"),
+                   help=f"{_takers('scheme')}: the splitting of each step (default BAOAB, "
+                   "the smaller bias in x; OBABO is velocity Verlet)")
     g.add_argument("--adapt", choices=("step_size", "diag", "dense", "none"),
-                   help="mala/hmc: tune the step size (and hmc's mass) during burn-in "
-                   "(default: step_size, unless --step-size is given or --burn-in is 0)")
+                   help=f"{_takers(adapt='step_size')}: tune the step size (and "
+                   f"{_takers(adapt='diag')}'s mass) during burn-in (default: step_size, "
+                   "unless --step-size is given or --burn-in is 0)")
     g.add_argument("--init-scale", type=_positive_float, metavar="S",
                    help=f"chains start from N(0, S² I) (default {INIT_SCALE}: all near the "
                    "origin, so that none starts far out where the step size tuned on the "
@@ -170,9 +184,13 @@ def _energies_epilog():
         "  --param mean=[1,-1] --param 'cov=[[1,0.5],[0.5,2]]'",
         "",
         f"starts and step sizes: chains start from N(0, {INIT_SCALE:g}² I) (--init-scale);",
-        f"mala and hmc tune their step size over a burn-in of {DEFAULT_BURN_IN} steps unless",
-        "--step-size, --adapt none or --burn-in 0 says otherwise.  Chains that never",
-        "accepted a proposal after burn-in, and many divergences, are reported on stderr.",
+        f"{_takers(adapt='step_size', word='and')} tune their step size over a burn-in of "
+        f"{DEFAULT_BURN_IN} steps unless",
+        "--step-size, --adapt none or --burn-in 0 says otherwise; "
+        + _either((name for name, spec in SAMPLERS.items() if not spec.adapt), "and"),
+        "are unadjusted (no accept/reject step: nothing to tune, no --adapt).  Chains that",
+        "never accepted a proposal after burn-in, and many divergences, are reported on",
+        "stderr.",
         "",
         "checkpoints: --checkpoint ck.npz --checkpoint-every N saves the chains after",
         "every N steps (atomically; N a multiple of --thin when recording). After a crash,",
@@ -186,16 +204,31 @@ def _energies_epilog():
         "  npebm sample --energy GaussianModel --param mean=[1,-1] \\",
         "      --param 'cov=[[1,0.5],[0.5,2]]' --sampler hmc --adapt diag --burn-in 500 \\",
         "      --n-samples 500 --n-steps 1000 --diagnostics --out g.npz --plot g.png",
+        "  npebm sample --energy double_well --sampler underdamped --step-size 0.05 \\",
+        "      --gamma 2 --scheme OBABO --n-samples 1000 --n-steps 2000 --burn-in 500 \\",
+        "      --out ud.npz",
     ]
     return "\n".join(lines)
 
 
+def _step_size_help():
+    """``--step-size``'s help: the defaults of the samplers that keep theirs, and where
+    the ones that adapt start."""
+    fixed = [f"{name} takes {spec.step_size:g}" for name, spec in SAMPLERS.items()
+             if not spec.adapt]
+    starts = _either((f"{spec.step_size:g}" for spec in SAMPLERS.values() if spec.adapt),
+                     "and")
+    tuned = f"{_takers(adapt='step_size', word='and')} tune theirs in burn-in, from {starts}"
+    return f"step size; without it {_either(fixed + [tuned], 'and')}"
+
+
 def _sampler_name(text):
-    """argparse type of ``--sampler``: langevin, mala or hmc (TorchEBM's class names too)."""
+    """argparse type of ``--sampler``: a name of SAMPLERS, its class name (TorchEBM's
+    too) or an alias."""
     key = _SAMPLER_ALIASES.get(_norm(text))
     if key is None:
-        raise argparse.ArgumentTypeError(f"unknown sampler {text!r}; choose langevin, mala "
-                                         "or hmc")
+        raise argparse.ArgumentTypeError(f"unknown sampler {text!r}; choose "
+                                         f"{_either(SAMPLERS)}")
     return key
 
 

@@ -4,6 +4,8 @@ chains that went wrong."""
 import sys
 import time
 
+from .settings import SAMPLERS
+
 #: Runs of at least this many steps after burn-in report chains that never accepted a
 #: proposal (over fewer steps a chain may reject every proposal by chance).
 STUCK_STEPS = 50
@@ -137,7 +139,9 @@ def _chain_report(final, records, settings):
     def chains(index):
         return ", ".join(map(str, index[:5])) + (", ..." if len(index) > 5 else "")
 
-    if records.complete and "run_accepted" in arrays and settings["sampler"] != "langevin" \
+    # (An unadjusted sampler, one with nothing to adapt, accepts every step that does not
+    # diverge: its chains are never stuck, and divergences are reported below.)
+    if records.complete and "run_accepted" in arrays and SAMPLERS[settings["sampler"]].adapt \
             and steps >= STUCK_STEPS:
         stuck = np.flatnonzero(arrays["run_accepted"] == 0)
         if len(stuck):

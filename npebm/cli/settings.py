@@ -1,15 +1,52 @@
 """The settings of an ``npebm sample`` run: from the command line or a checkpoint,
 checked, and turned into a sampler and its starting states."""
+from typing import NamedTuple
+
 from .common import UsageError, _one_line
 from .energies import _energy_key, _literal, _make_energy, _parse_params
 
-#: --sampler's names (see parser._sampler_name) and the classes of npebm.samplers they run.
-_SAMPLER_NAMES = {"langevin": "LangevinDynamics", "mala": "MALA", "hmc": "HamiltonianMonteCarlo"}
 
-#: Settings that decide the result; a resumed run takes them from its checkpoint.
+class _Sampler(NamedTuple):
+    """What the command line knows of one sampler (an entry of :data:`SAMPLERS`)."""
+
+    #: its class in npebm.samplers
+    cls: str
+    #: its name in messages and help
+    title: str
+    #: the library's default step size, used when --step-size is not given (help only: the
+    #: library applies it; tests check the two agree)
+    step_size: float
+    #: the settings (options) it takes beyond --step-size; refused for the others
+    options: tuple = ()
+    #: the --adapt modes it takes; none for an unadjusted sampler, which has no
+    #: accept/reject step to tune toward and accepts every step that does not diverge
+    adapt: tuple = ()
+    #: more spellings of --sampler (its name and class name always work, see _norm)
+    aliases: tuple = ()
+
+
+#: --sampler's names (see parser._sampler_name) and what each runs and takes: a new
+#: sampler is one entry here.
+SAMPLERS = {
+    "langevin": _Sampler("LangevinDynamics", "Langevin dynamics", 1e-3, ("noise_scale",),
+                         aliases=("ula",)),
+    "mala": _Sampler("MALA", "MALA", 1e-3, adapt=("step_size",)),
+    "hmc": _Sampler("HamiltonianMonteCarlo", "HMC", 0.1, ("n_leapfrog_steps", "mass"),
+                    adapt=("step_size", "diag", "dense")),
+    "underdamped": _Sampler("UnderdampedLangevin", "underdamped Langevin", 1e-2,
+                            ("gamma", "scheme", "mass"), aliases=("ul", "kinetic")),
+}
+
+#: Settings that decide the result, in the order they are saved; a resumed run takes them
+#: from its checkpoint.
 _RESULT_SETTINGS = ("energy", "params", "sampler", "n_samples", "n_steps", "dim", "burn_in",
-                    "thin", "step_size", "n_leapfrog_steps", "noise_scale", "mass", "adapt",
-                    "dtype", "seed", "trajectory", "diagnostics", "init_scale")
+                    "thin", "step_size", "n_leapfrog_steps", "noise_scale", "mass", "gamma",
+                    "scheme", "adapt", "dtype", "seed", "trajectory", "diagnostics",
+                    "init_scale")
+
+#: Settings that older checkpoints lack, and what they meant there: the chains started
+#: from the library's N(0, I); the sampler options came later, unset before.
+_OLD_SETTINGS = {"init_scale": 1.0, "gamma": None, "scheme": None}
 
 #: Burn-in steps of MALA and HMC when they adapt and no --burn-in is given.
 DEFAULT_BURN_IN = 500
@@ -46,7 +83,7 @@ def _fresh_settings(args):
         "step_size": args.step_size, "n_leapfrog_steps": args.n_leapfrog_steps,
         "noise_scale": args.noise_scale,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
-        "adapt": adapt, "dtype": args.dtype,
+        "gamma": args.gamma, "scheme": args.scheme, "adapt": adapt, "dtype": args.dtype,
         "seed": secrets.randbelow(2**32) if args.seed is None else args.seed,
         "trajectory": bool(args.trajectory), "diagnostics": bool(args.diagnostics),
         "init_scale": INIT_SCALE if args.init_scale is None else args.init_scale,
@@ -55,11 +92,12 @@ def _fresh_settings(args):
 
 
 def _default_adaptation(args):
-    """``(adapt, burn_in)`` of a new run: MALA and HMC tune their step size during a
-    burn-in (DEFAULT_BURN_IN steps unless --burn-in says) unless --step-size fixes it,
-    --adapt none declines, or --burn-in 0 leaves no burn-in to adapt in."""
+    """``(adapt, burn_in)`` of a new run: the samplers that adapt (MALA and HMC) tune
+    their step size during a burn-in (DEFAULT_BURN_IN steps unless --burn-in says) unless
+    --step-size fixes it, --adapt none declines, or --burn-in 0 leaves no burn-in to adapt
+    in."""
     adapt = args.adapt
-    if adapt is None and args.step_size is None and args.sampler in ("mala", "hmc") \
+    if adapt is None and args.step_size is None and SAMPLERS[args.sampler].adapt \
             and args.burn_in != 0:
         adapt = "step_size"
     if adapt == "none":
@@ -80,7 +118,7 @@ def _check_resumed_settings(args, settings, path):
         "noise_scale": args.noise_scale, "dtype": args.dtype,
         "seed": args.seed, "trajectory": args.trajectory, "diagnostics": args.diagnostics,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
-        "init_scale": args.init_scale,
+        "gamma": args.gamma, "scheme": args.scheme, "init_scale": args.init_scale,
     }
     if args.adapt is not None and args.adapt != (settings["adapt"] or "none"):
         raise UsageError(f"--adapt {args.adapt} differs from the checkpoint {path!r} "
@@ -101,20 +139,38 @@ def _check_resumed_settings(args, settings, path):
                              f"({settings[name]}); leave it out to use the checkpoint's")
 
 
+def _either(names, word="or"):
+    """``["a", "b", "c"]`` as "a, b or c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
+
+
+def _takers(option=None, adapt=None, word="or"):
+    """The samplers that take the setting ``option`` or the --adapt mode ``adapt``, as
+    "hmc or underdamped"."""
+    return _either((name for name, spec in SAMPLERS.items()
+                    if option in spec.options or adapt in spec.adapt), word)
+
+
 def _check_sampler_settings(s):
     sampler = s["sampler"]
-    for name, only in (("n_leapfrog_steps", "hmc"), ("mass", "hmc"),
-                       ("noise_scale", "langevin")):
-        if s[name] is not None and sampler != only:
-            raise UsageError(f"--{name.replace('_', '-')} is for --sampler {only}, not "
-                             f"{sampler}")
+    spec = SAMPLERS.get(sampler)
+    if spec is None:  # a checkpoint edited by hand
+        raise UsageError(f"unknown sampler {sampler!r}; choose {_either(SAMPLERS)}")
+    options = {name for other in SAMPLERS.values() for name in other.options}
+    for name in sorted(options, key=_RESULT_SETTINGS.index):
+        if s[name] is not None and name not in spec.options:
+            raise UsageError(f"--{name.replace('_', '-')} is for --sampler "
+                             f"{_takers(option=name)}, not {sampler}")
     if s["adapt"] is not None:
-        if sampler == "langevin":
+        if not spec.adapt:
             raise UsageError("--adapt tunes the step size toward an acceptance rate: use "
-                             "--sampler mala or hmc (unadjusted Langevin accepts every step)")
-        if s["adapt"] != "step_size" and sampler != "hmc":
+                             f"--sampler {_takers(adapt='step_size')} ({spec.title} is "
+                             "unadjusted: it accepts every step)")
+        if s["adapt"] not in spec.adapt:
             raise UsageError(f"--adapt {s['adapt']} estimates a mass matrix, which only "
-                             "--sampler hmc has; use --adapt step_size")
+                             f"--sampler {_takers(adapt=s['adapt'])} has; use --adapt "
+                             "step_size")
         if s["burn_in"] < 1:
             raise UsageError("--adapt needs --burn-in >= 1: adaptation happens during burn-in")
 
@@ -153,12 +209,13 @@ def _build_sampler(settings, device):
     from .. import samplers
 
     energy, _, _ = _make_energy(settings["energy"], settings["params"], settings["dim"])
+    spec = SAMPLERS[settings["sampler"]]
     kwargs = {"dtype": settings["dtype"], "device": device, "seed": settings["seed"]}
-    for name, arg in (("step_size", "step_size"), ("noise_scale", "noise_scale"),
-                      ("n_leapfrog_steps", "n_leapfrog_steps"), ("mass", "mass")):
+    # Each setting is the keyword of the same name; one not given is left to the library.
+    for name in ("step_size", *spec.options):
         if settings[name] is not None:
-            kwargs[arg] = settings[name]
-    cls = getattr(samplers, _SAMPLER_NAMES[settings["sampler"]])
+            kwargs[name] = settings[name]
+    cls = getattr(samplers, spec.cls)
     try:
         return cls(energy, **kwargs), energy
     except (TypeError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
