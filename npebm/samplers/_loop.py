@@ -310,10 +310,16 @@ class VectorRunner:
     """Runs steps as array operations over all chains (energies that are not compiled).
 
     ``_vector_step(run, s, sched, streams)`` advances ``run.x``, ``run.e``, ``run.g`` and
-    the arrays of ``run.extra`` in place and returns ``(accepted, diverged, alpha,
-    fields)``, ``fields`` an (n, n_info) array or None when the sampler has no info
-    fields.
+    the arrays of ``run.extra`` (in place, or by handing back new arrays) and returns
+    ``(accepted, diverged, alpha, fields)``, ``fields`` an (n, n_info) array or None when
+    the sampler has no info fields.  ``run.defer`` is true at the last step of a run when
+    nothing is recorded there and the sampler allows it (``_defers_last_evaluation``):
+    the step may then leave ``run.e`` and ``run.g`` None, and the next run evaluates them.
     """
+
+    #: The run's last step (set by the driver); see ``defer``.
+    last = -1
+    defer = False
 
     def __init__(self, sampler, st, schedule, out):
         self.sampler = sampler
@@ -345,8 +351,11 @@ class VectorRunner:
             if slots:
                 out["moments"][:, keep[keep >= 0] % slots] = 0.0
             for s in range(a, b):
+                self.defer = (s == self.last and keep[s - a] < 0
+                              and self.sampler._defers_last_evaluation)
                 accepted, diverged, alpha, fields = self.sampler._vector_step(
                     self, s - a, sched, streams)
+                st.x = self.x  # a step may hand back new arrays rather than write
                 out["alpha"][:] = alpha
                 out["divergences"] += diverged
                 out["n_accepted"] += accepted

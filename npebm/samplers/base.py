@@ -269,6 +269,9 @@ class ChainSampler(BaseSampler):
 
     state_fields = ()
     info_fields = ()
+    #: Whether the vectorised step may skip evaluating a run's final state when nothing
+    #: is recorded there (unadjusted Langevin, which needs no energy to step).
+    _defers_last_evaluation = False
 
     @staticmethod
     def _scratch(xp, n, d, dtype):
@@ -832,6 +835,7 @@ class ChainSampler(BaseSampler):
         n_total = burn_in + n_steps
         n_kept = n_steps // thin
         runner, out = self._runner(st, schedule, n_kept, want_traj, want_diag)
+        runner.last = n_total - 1
         bar = _Progress(n * n_total, progress)
         done = 0
         # Small runs go in one chunk (a chunk costs a kernel call and a thread hand-off);

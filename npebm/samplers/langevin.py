@@ -150,18 +150,41 @@ class LangevinDynamics(ChainSampler):
         return (sched["step_size"].astype(dtype), sched["amp"].astype(dtype), t(self.decay),
                 t(lo), t(hi), self.clamp is not None)
 
+    #: The vectorised step can leave the last state of a run unevaluated (see
+    #: ``_vector_step``).
+    _defers_last_evaluation = True
+
     def _vector_step(self, run, s, sched, streams):
         x, g = run.x, run.g
         n, d = x.shape
         t = x.dtype.type
         z = streams.normal(n, d, x.dtype)
         h, a = t(sched["step_size"][s]), t(sched["amp"][s])
-        xn = x - h * (g + t(self.decay) * x) + a * z
+        if self.decay:
+            xn = x - h * (g + t(self.decay) * x) + a * z
+        else:  # the same numbers (g + 0·x is g for finite x), fewer temporaries
+            xn = np.multiply(h, g)
+            np.subtract(x, xn, out=xn)
+            z *= a
+            xn += z
         if self.clamp is not None:
             np.clip(xn, t(self.clamp[0]), t(self.clamp[1]), out=xn)
-        en, gn = self._evaluate(xn)
-        ok = np.isfinite(en) & np.isfinite(gn).all(axis=1) & np.isfinite(xn).all(axis=1)
-        x[ok] = xn[ok]
-        g[ok] = gn[ok]
-        run.e[ok] = en[ok]
+        if run.defer:
+            # The last step of a run that records nothing: ULA needs no energy at the
+            # final state, so it is not evaluated (a contrastive-divergence call then
+            # costs k network calls, not k + 1); a step to a non-finite state is still
+            # refused, and a resumed run evaluates the state first.
+            ok = np.isfinite(xn).all(axis=1)
+            en = gn = None
+        else:
+            en, gn = self._evaluate(xn)
+            ok = np.isfinite(en) & np.isfinite(gn).all(axis=1) & np.isfinite(xn).all(axis=1)
+        if ok.all():
+            run.x, run.g, run.e = xn, gn, en
+        else:
+            x[ok] = xn[ok]
+            if en is not None:
+                g[ok] = gn[ok]
+                run.e[ok] = en[ok]
+            run.g, run.e = (g, run.e) if en is not None else (None, None)
         return ok, ~ok, ok.astype(np.float64), None
