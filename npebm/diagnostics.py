@@ -10,7 +10,7 @@ import numpy as np
 from ._validation import check_choice
 from .backend import array_namespace, to_numpy
 
-__all__ = ["Diagnostics", "ess", "rhat", "mcse", "autocorrelation"]
+__all__ = ["Diagnostics", "ess", "rhat", "mcse", "autocorrelation", "combine_block_moments"]
 
 #: The arrays samplers record and their shapes.
 FIELDS = {
@@ -22,6 +22,38 @@ FIELDS = {
     "step_size": "(n_kept,)",
     "divergences": "(n_samples,)",
 }
+
+
+def combine_block_moments(moments, counts):
+    """Mean and variance (ddof 0) across chains from per-block shifted sums.
+
+    ``moments`` (n_blocks, n_kept, 3, dim) holds each block's float64 (shift, Σ(x − shift),
+    Σ(x − shift)²); ``counts`` (n_blocks,) its chains: a shard run's diagnostics carry
+    them as ``block_sums`` and ``block_counts``, and shards concatenated in chain order
+    combine to the whole run's mean and variance, bit for bit.  Blocks are combined in order
+    (Chan et al.), one at a time, so the temporaries are (n_kept, dim), not the size of
+    ``moments``.
+    """
+    n_blocks, n_kept, _, d = moments.shape
+    if n_kept == 0:
+        return np.zeros((0, d)), np.zeros((0, d))
+    m = counts.astype(np.float64)
+    total = m.sum()
+
+    def block_mean(b):
+        return moments[b, :, 0] + moments[b, :, 1] / m[b]
+
+    mean = np.zeros((n_kept, d))
+    for b in range(n_blocks):
+        mean += m[b] * block_mean(b)
+    mean /= total
+    within = np.zeros((n_kept, d))
+    between = np.zeros((n_kept, d))
+    for b in range(n_blocks):
+        s1, s2 = moments[b, :, 1], moments[b, :, 2]
+        within += np.maximum(s2 - s1 * s1 / m[b], 0.0)
+        between += m[b] * (block_mean(b) - mean) ** 2
+    return mean, (within + between) / total
 
 
 def _is_index(key):

@@ -341,8 +341,8 @@ def _run_shard(energy_bytes, sampler_bytes, task):
 
     start = time.perf_counter()
     sampler = _load_sampler(energy_bytes, sampler_bytes)
-    sampler._shard_rows = task["rows"]
-    kwargs = dict(task["kwargs"])
+    # The whole run's blocks: the shard's per-block sums are then the whole run's.
+    kwargs = dict(task["kwargs"], block_rows=task["rows"])
     if task["state"] is not None:
         sampler.set_state(task["state"])
         out = sampler.sample(n_steps=task["n_steps"], resume=True, **kwargs)
@@ -364,10 +364,11 @@ def _run_shard(energy_bytes, sampler_bytes, task):
 
 # ------------------------------------------------------------------------ gathering
 
-def _gather_diagnostics(parts, bounds, dtype):
+def _gather_diagnostics(parts, bounds, dtype, info_names=()):
     """The fields of the run's Diagnostics from the shards' ones, in the single run's
-    order and dtypes."""
-    from .samplers.base import _combine_moments
+    order and dtypes; ``info_names``: the sampler's info fields, (n_kept, n_samples)
+    each, joined along the chains."""
+    from .diagnostics import combine_block_moments
 
     def cat(name, axis):
         return np.concatenate([p[name] for p in parts], axis=axis)
@@ -376,22 +377,22 @@ def _gather_diagnostics(parts, bounds, dtype):
     accepted = cat("accepted", 1)
     n_kept = energy.shape[0]
     # Each shard's per-block sums, in chain order.  Shards of a compiled energy use the
-    # run's blocks (``_rows``), so these are the single run's blocks and sums.  An
+    # run's blocks (``block_rows``), so these are the single run's blocks and sums.  An
     # array-code energy records one block per shard; a CUDA run none (its shard is then
     # summarised by its mean and variance: shift = mean, sums 0 and m * var).
     blocks, counts = [], []
     for p, (a, b) in zip(parts, bounds):
         m = b - a
-        if p.get("_moments") is not None:
-            blocks.append(p["_moments"])
-            counts.append(np.diff(np.append(np.arange(0, m, p["_rows"]), m)))
+        if p.get("block_sums") is not None:
+            blocks.append(p["block_sums"])
+            counts.append(p["block_counts"])
         else:
             mean = p["mean"].astype(np.float64)
             blocks.append(np.stack([mean, np.zeros_like(mean),
                                     m * p["var"].astype(np.float64)], axis=1)[None])
             counts.append(np.array([m]))
     moments, counts = np.concatenate(blocks, axis=0), np.concatenate(counts)
-    mean, var = _combine_moments(moments, counts)
+    mean, var = combine_block_moments(moments, counts)
     fields = dict(
         energy=energy,
         acceptance_rate=accepted.mean(axis=1) if n_kept else np.zeros(0),
@@ -403,8 +404,10 @@ def _gather_diagnostics(parts, bounds, dtype):
         accepted=accepted,
         n_accepted=cat("n_accepted", 0),
     )
+    for name in info_names:
+        fields[name] = cat(name, 1)
     for name, value in parts[0].items():  # anything else a sampler records per run
-        if name not in fields and not name.startswith("_"):
+        if name not in fields and name not in ("block_sums", "block_counts"):
             fields[name] = value
     return fields
 
@@ -583,10 +586,8 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
 
     See the module docstring for a SLURM cluster through dask-jobqueue.
     """
-    from .backend import to_numpy
     from .random import key_from_seed
-    from .samplers.base import ChainSampler, _check_chain_count, _rows_per_block
-    from .samplers.state import ChainState
+    from .samplers import ChainSampler, ChainState
 
     if not isinstance(sampler, ChainSampler):
         raise TypeError(f"sampler must be an npebm ChainSampler (LangevinDynamics, MALA, "
@@ -607,36 +608,23 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     want_traj = kwargs.get("return_trajectory", False)
 
     # Everything a shard would check, checked here once, before any task.
-    if resume:
-        st = sampler._resume_state(x, dim, n_samples, seed, chain_offset)
-        state = sampler.get_state()
-        n, d, dtype = st.x.shape[0], st.x.shape[1], st.x.dtype
-        offset, first_step, x0 = int(state["chain_offset"]), int(state["step"]), None
-    else:
+    if not resume:
         seed = sampler.seed if seed is None else seed
         if seed is None:
             seed = np.random.SeedSequence()  # one fresh seed for every shard
         key_from_seed(seed)
-        state, offset, first_step = None, chain_offset, 0
-        if x is not None:
-            x0 = sampler._check_x(x, dim, n_samples)
-            x0 = np.asarray(to_numpy(x0))
-            n, d, dtype = x0.shape[0], x0.shape[1], x0.dtype
-        else:
-            d = dim if dim is not None else sampler.energy.dim
-            if d is None:
-                raise ValueError(f"dim is required: x is None and "
-                                 f"{type(sampler.energy).__name__} does not fix its dimension")
-            sampler._check_dim(d, "dim")
-            x0 = None
-            n = 1 if n_samples is None else n_samples
-            dtype = np.dtype(sampler.dtype or np.float64)
-        _check_chain_count(n, offset, "x" if x is not None else "n_samples")
-    sampler._check_schedules(first_step, burn_in + n_steps, dtype)
+    plan = sampler.plan_run(x, dim, n_samples, n_steps, burn_in, None if resume else seed,
+                            resume, chain_offset)
+    n, d, dtype, x0, st = plan.n_samples, plan.dim, plan.dtype, plan.x, plan.state
+    if resume:
+        state = sampler.get_state()
+        offset = st.chain_offset
+    else:
+        state, offset = None, chain_offset
 
     executor, close = _as_executor(client)
     try:
-        rows = _rows_per_block(n)
+        rows = ChainState.default_block_rows(n)
         if n_shards is None:
             n_shards = max(1, executor.n_workers or os.cpu_count() or 1)
         bounds = _shard_bounds(n, rows, n_shards)
@@ -660,18 +648,22 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     # The caller's sampler continues from the gathered state, as after the single run.
     chains = ChainState.merge(ChainState.from_dict(r["state"], sampler.state_fields)
                               for r in results)
-    merged = dict(results[0]["state"], **chains.to_dict())
+    # The sampler's own entries (step size, mass) from shard 0, the chains from all.
+    merged = {k: v for k, v in results[0]["state"].items() if k != "block_rows"}
+    merged.update(chains.to_dict())
     sampler.set_state(merged)
 
     if want_traj:
-        traj = sampler._on_device(np.concatenate([r["trajectory"] for r in results], axis=0))
+        traj = sampler.backend.to_device(
+            np.concatenate([r["trajectory"] for r in results], axis=0))
         samples = traj
     else:
-        samples = sampler._on_device(merged["x"].copy())
+        samples = sampler.backend.to_device(merged["x"].copy())
     if not want_diag:
         return samples
-    fields = _gather_diagnostics([r["diagnostics"] for r in results], bounds, dtype)
-    arrays = {k: v if isinstance(v, np.generic) else sampler._on_device(v)
+    fields = _gather_diagnostics([r["diagnostics"] for r in results], bounds, dtype,
+                                 [f.name for f in sampler.info_fields])
+    arrays = {k: v if isinstance(v, np.generic) else sampler.backend.to_device(v)
               for k, v in fields.items()}
     if want_traj:
         arrays["trajectory"] = traj  # as in sampler.sample: the returned array itself

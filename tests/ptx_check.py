@@ -17,7 +17,8 @@ import numpy as np
 from numba import cuda
 
 from npebm.energies import CompiledEnergy, DoubleWellEnergy, GaussianEnergy
-from npebm.samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics, _cuda
+from npebm.samplers import (MALA, HamiltonianMonteCarlo, LangevinDynamics,
+                            UnderdampedLangevin, _cuda)
 
 from cuda_sim_check import quartic  # tests/ is sys.path[0]; the simulator check's energy
 
@@ -35,6 +36,9 @@ class _HostStandIn:
 
     def synchronize(self):
         pass
+
+    def to_device(self, a):
+        return a
 
 
 class _Capture:
@@ -79,6 +83,8 @@ def sampler_kernels(cc):
         "hmc-diag": lambda e: HamiltonianMonteCarlo(e, step_size=0.1, mass=np.ones(dim)),
         "hmc-dense-jitter": lambda e: HamiltonianMonteCarlo(e, step_size=0.1, mass=mass,
                                                             jitter=0.2),
+        "underdamped-dense": lambda e: UnderdampedLangevin(e, step_size=0.1, mass=mass),
+        "underdamped-obabo": lambda e: UnderdampedLangevin(e, step_size=0.1, scheme="OBABO"),
     }
     for ename, energy in energies.items():
         for sname, make in makers.items():
@@ -87,10 +93,9 @@ def sampler_kernels(cc):
                     sampler = make(energy)
                     sampler.backend = _HostStandIn()
                     x0 = np.zeros((4, dim), dtype)
-                    st, _ = sampler._fresh_state(x0, None, None, None, 0)
-                    sched = sampler._schedules(0, 4)
-                    runner, _ = sampler._runner(st, sched, 2 if traj or diag else 0, traj,
-                                                diag)
+                    st = sampler._fresh_state(x0, None, None, None, 0)
+                    runner, _ = sampler._runner(st, sampler._schedule_from(0),
+                                                2 if traj or diag else 0, traj, diag)
                     assert isinstance(runner, _cuda.CudaRunner)
                     capture = runner.kernel = _Capture(runner.kernel)
                     runner(0, 4, 0, 2)

@@ -146,6 +146,14 @@ class Backend:
     def synchronize(self):
         """Wait for the work queued on this device (nothing to wait for on the CPU)."""
 
+    def to_device(self, a):
+        """A NumPy array moved onto this device as is (on the CPU: itself)."""
+        xp = self.xp
+        if xp is np:
+            return a
+        with self.context():
+            return xp.asarray(a)
+
     def evaluate(self, energy, x):
         """Energies ``(n,)`` and gradients ``(n, dim)`` of a compiled energy at ``x``."""
         raise NotImplementedError

@@ -36,6 +36,7 @@ loop walks blocks of rows per thread, the CUDA loop one row per thread.
 import numpy as np
 
 from ..backend import array_namespace, to_numpy
+from ..diagnostics import combine_block_moments
 from ..random import NOISE
 
 #: Most chains per block of the CPU loop (a block shares its moment sums).
@@ -58,7 +59,7 @@ def build_run_rows(step, evaluate):
     from ._jit import record, start_streams
 
     # No reference counting in the step loop: it then costs what its arithmetic costs.
-    @register_jitable(_nrt=False)
+    @register_jitable(_nrt=False, forceinline=True)
     def run_rows(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params, chains,
                  extra, args, scratch, info, counts, outs):
         X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
@@ -101,7 +102,7 @@ def build_cpu_kernel(build_step, fixed, chain_major):
 
     from ._jit import SOURCE_STAMP, call_block
 
-    @register_jitable(_nrt=False)
+    @register_jitable(_nrt=False, forceinline=True)
     def evaluate(block, X, G, E, params):
         call_block(fixed, block, X, G, E, params)
 
@@ -149,7 +150,8 @@ def kernel_for(sampler, energy, dtype):
             # cache on its pickled closure cells, and a dispatcher pickles differently
             # in every process.  No reference counting: it runs once per step.
             py_block = custom or _kernels.make_block(energy.point_function)
-            fixed = _FIXED_BLOCKS[name] = register_jitable(_nrt=False)(py_block)
+            fixed = _FIXED_BLOCKS[name] = register_jitable(_nrt=False, forceinline=True)(
+                py_block)
         block, params = None, _compile.cast_params(energy.params, dtype)
     else:
         name, fixed, chain_major = None, None, False
@@ -187,36 +189,6 @@ def moment_slots(out):
     return moments.shape[1] if moments is not None and moments.size else None
 
 
-def combine_moments(moments, counts):
-    """Mean and variance (ddof 0) across chains from per-block shifted sums.
-
-    ``moments`` (n_blocks, n_kept, 3, dim) holds each block's float64 (shift, Σ(x − shift),
-    Σ(x − shift)²); ``counts`` (n_blocks,) its chains.  Blocks are combined in order
-    (Chan et al.), one at a time, so the temporaries are (n_kept, dim), not the size of
-    ``moments``.
-    """
-    n_blocks, n_kept, _, d = moments.shape
-    if n_kept == 0:
-        return np.zeros((0, d)), np.zeros((0, d))
-    m = counts.astype(np.float64)
-    total = m.sum()
-
-    def block_mean(b):
-        return moments[b, :, 0] + moments[b, :, 1] / m[b]
-
-    mean = np.zeros((n_kept, d))
-    for b in range(n_blocks):
-        mean += m[b] * block_mean(b)
-    mean /= total
-    within = np.zeros((n_kept, d))
-    between = np.zeros((n_kept, d))
-    for b in range(n_blocks):
-        s1, s2 = moments[b, :, 1], moments[b, :, 2]
-        within += np.maximum(s2 - s1 * s1 / m[b], 0.0)
-        between += m[b] * (block_mean(b) - mean) ** 2
-    return mean, (within + between) / total
-
-
 def combine_kept(out, keep, n, device):
     """Mean and var across chains of the kept steps in ``keep``, from their per-block
     sums (slot ``k % slots`` of ``out["moments"]``), in block order."""
@@ -226,7 +198,7 @@ def combine_kept(out, keep, n, device):
         return
     counts = np.diff(np.append(np.arange(0, n, out["rows"]), n))
     slots = ks % moments.shape[1]
-    mean, var = combine_moments(to_numpy(moments[:, slots]), counts)
+    mean, var = combine_block_moments(to_numpy(moments[:, slots]), counts)
     out["mean"][ks] = device(mean)
     out["var"][ks] = device(var)
 
@@ -344,6 +316,7 @@ class VectorRunner:
             fills = _philox
         streams = Streams(fills, st.key, st.chain_offset, st.pos)
         slots = moment_slots(out)
+        recording = out["traj"].shape[0] > 0 or out["energy"].shape[0] > 0
         a = s0
         while a < s1:
             b, keep = kept_piece(a, s1, burn_in, thin, slots)
@@ -351,8 +324,8 @@ class VectorRunner:
             if slots:
                 out["moments"][:, keep[keep >= 0] % slots] = 0.0
             for s in range(a, b):
-                self.defer = (s == self.last and keep[s - a] < 0
-                              and self.sampler._defers_last_evaluation)
+                self.defer = (s == self.last and self.sampler._defers_last_evaluation
+                              and not (keep[s - a] >= 0 and recording))
                 accepted, diverged, alpha, fields = self.sampler._vector_step(
                     self, s - a, sched, streams)
                 st.x = self.x  # a step may hand back new arrays rather than write

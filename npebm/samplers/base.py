@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import NamedTuple
 import sys
 import time
 import warnings
@@ -25,7 +26,6 @@ from ..energies.base import Energy
 from ..random import INIT, key_from_seed
 from ..schedulers import as_scheduler
 from ._loop import CpuRunner, VectorRunner
-from ._loop import combine_moments as _combine_moments  # noqa: F401  (distributed)
 from ._loop import rows_per_block as _rows_per_block
 from .state import ChainState
 
@@ -54,6 +54,17 @@ DIVERGENCE_WARNING = 0.01
 STUCK_STEPS = 50
 #: Chain streams are indexed by 32 bits.
 MAX_CHAINS = 2**32
+
+
+class RunPlan(NamedTuple):
+    """A checked run (see :meth:`ChainSampler.plan_run`)."""
+
+    n_samples: int
+    dim: int
+    dtype: np.dtype
+    first_step: int
+    x: object
+    state: object
 
 
 class SamplingWarning(UserWarning):
@@ -286,7 +297,7 @@ class ChainSampler(BaseSampler):
     # ------------------------------------------------------------------ the public API
     def sample(self, x=None, dim=None, n_samples=None, n_steps=100, thin=1, burn_in=0,
                return_trajectory=False, return_diagnostics=False, progress=False,
-               seed=None, resume=False, chain_offset=0, adapt=None):
+               seed=None, resume=False, chain_offset=0, adapt=None, block_rows=None):
         """Run the chains.
 
         Parameters
@@ -336,6 +347,13 @@ class ChainSampler(BaseSampler):
             chain; the tuned values stay on the sampler (``sampler.step_size``,
             ``sampler.mass`` and ``get_state()``) and are reported in the diagnostics
             (``adapted_step_size``, ``adapted_mass``).
+        block_rows : int, optional
+            Chains per block of the CPU loop, which sums the across-chain moments per
+            block (default: chosen from the number of chains).  Give a shard of a bigger
+            run (``chain_offset``) the whole run's value: its diagnostics then carry the
+            per-block sums (``block_sums``, ``block_counts``), which
+            :func:`~npebm.diagnostics.combine_block_moments` combines across shards to
+            the whole run's mean and variance, bit for bit (``npebm.distributed`` does).
 
         Returns
         -------
@@ -371,6 +389,8 @@ class ChainSampler(BaseSampler):
         progress = check_bool(progress, "progress")
         resume = check_bool(resume, "resume")
         chain_offset = check_int(chain_offset, "chain_offset", 0)
+        if block_rows is not None:
+            block_rows = check_int(block_rows, "block_rows", 1)
         adapt = self._check_adapt(adapt, burn_in)
         plan = _Plan(n_steps // thin, return_trajectory, return_diagnostics)
         if resume:
@@ -378,6 +398,8 @@ class ChainSampler(BaseSampler):
             self._check_memory(st.x.shape[0], st.x.shape[1], st.x.dtype, plan)
         else:
             st = self._fresh_state(x, dim, n_samples, seed, chain_offset, plan)
+        if block_rows is not None:
+            st.block_rows = block_rows
         n_total = burn_in + n_steps
         self._check_schedules(st.step, n_total, st.x.dtype)
         if not resume:
@@ -468,11 +490,48 @@ class ChainSampler(BaseSampler):
 
     def _on_device(self, a):
         """A NumPy array moved to the sampler's device (itself on the CPU)."""
-        xp = self.backend.xp
-        if xp is np:
-            return a
-        with self.backend.context():
-            return xp.asarray(a)
+        return self.backend.to_device(a)
+
+    def plan_run(self, x=None, dim=None, n_samples=None, n_steps=100, burn_in=0, seed=None,
+                 resume=False, chain_offset=0):
+        """Check a run's arguments as :meth:`sample` does, before any work, without
+        drawing or evaluating anything.
+
+        Returns
+        -------
+        RunPlan
+            ``(n_samples, dim, dtype, first_step, x, state)``: ``x`` the checked initial
+            states as a NumPy array (None when they are to be drawn), ``state`` the
+            :class:`ChainState` being resumed (None for a fresh run).
+        """
+        n_steps = check_int(n_steps, "n_steps", 1)
+        burn_in = check_int(burn_in, "burn_in", 0)
+        chain_offset = check_int(chain_offset, "chain_offset", 0)
+        x0 = state = None
+        if resume:
+            state = self._resume_state(x, dim, n_samples, seed, chain_offset)
+            n, d, dtype, first = state.n_chains, state.dim, state.dtype, state.step
+        else:
+            first = 0
+            if x is not None:
+                x0 = np.asarray(to_numpy(self._check_x(x, dim, n_samples)))
+                n, d, dtype = x0.shape[0], x0.shape[1], x0.dtype
+            else:
+                if n_samples is not None:
+                    n_samples = check_int(n_samples, "n_samples", 1)
+                if dim is not None:
+                    dim = check_int(dim, "dim", 1)
+                d = dim if dim is not None else self.energy.dim
+                if d is None:
+                    raise ValueError(f"dim is required: x is None and "
+                                     f"{type(self.energy).__name__} does not fix its "
+                                     "dimension")
+                self._check_dim(d, "dim")
+                n = 1 if n_samples is None else n_samples
+                dtype = np.dtype(self.dtype or np.float64)
+            _check_chain_count(n, chain_offset, "x" if x is not None else "n_samples")
+        self._check_schedules(first, burn_in + n_steps, dtype)
+        return RunPlan(n, d, np.dtype(dtype), first, x0, state)
 
     # ------------------------------------------------------------------ setting up
     def _check_dim(self, dim, name):
@@ -715,7 +774,7 @@ class ChainSampler(BaseSampler):
         n = len(finite)
         what = f"{type(self.energy).__name__}'s energy or gradient"
         # A shard of a distributed run sees only its chains: it warns, never refuses.
-        if len(bad) == n and getattr(self, "_shard_rows", None) is None:
+        if len(bad) == n and st.block_rows is None:
             raise NonFiniteStartError(
                 f"x: {what} is NaN or inf at the starting state of every chain "
                 f"({n}, first chain 0); start where the energy is finite")
@@ -779,10 +838,9 @@ class ChainSampler(BaseSampler):
         fused = self.energy.is_compiled
         cuda = self.backend.name == "cuda"
         # The CUDA kernels have no blocks: their moments come from the kept states.
-        # A shard of a distributed run uses the whole run's blocks (_shard_rows), so its
+        # A shard of a bigger run uses the whole run's blocks (st.block_rows), so its
         # per-block moments are the whole run's and combine to the same bits.
-        rows = (getattr(self, "_shard_rows", None) or _rows_per_block(n)) \
-            if fused and not cuda else n
+        rows = (st.block_rows or _rows_per_block(n)) if fused and not cuda else n
         n_blocks = -(-n // rows)
         with self.backend.context():
             xp = self.backend.xp
@@ -804,7 +862,7 @@ class ChainSampler(BaseSampler):
                 # Per-block shifted sums of a bounded number of kept steps (slots), each
                 # combined into mean and var once all blocks have passed it; a shard of a
                 # distributed run keeps all of them for the gather to combine.
-                shard = getattr(self, "_shard_rows", None) is not None
+                shard = st.block_rows is not None
                 slots = _pow2_at_least(n_kept)
                 if not shard:
                     slots = min(slots, _pow2_at_most(MOMENT_BYTES // (n_blocks * 3 * d * 8)))
@@ -889,10 +947,11 @@ class ChainSampler(BaseSampler):
         extra = {}
         if want_traj:
             extra["trajectory"] = out["traj"]  # the same array, not a copy
-        if getattr(self, "_shard_rows", None):
-            # Raw per-block sums for npebm.distributed to combine across shards.
-            extra["_moments"] = out["moments"][:, :n_kept] if "moments" in out else None
-            extra["_rows"] = out["rows"]
+        if st.block_rows is not None and "moments" in out:
+            # A shard: its per-block sums, for combining with the other shards'.
+            n = st.x.shape[0]
+            extra["block_sums"] = out["moments"][:, :n_kept]
+            extra["block_counts"] = np.diff(np.append(np.arange(0, n, out["rows"]), n))
         if adapt is not None:
             extra["adapted_step_size"] = np.float64(self._constant_step_size())
             if adapt != "step_size":

@@ -36,7 +36,7 @@ def _build_step(evaluate):
     kick_row, kinetic_row = leap.kick_row, leap.kinetic_row
     threshold = DIVERGENCE_THRESHOLD
 
-    @register_jitable(_nrt=False)
+    @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
         X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
         eta, half_eta, n_leapfrog, jitter, kind, sqrt_m, minv_diag, chol_t, minv = args

@@ -24,7 +24,7 @@ def _build_step(evaluate):
 
     from ._jit import NOISE, copy_row, normal, row_finite
 
-    @register_jitable(_nrt=False)
+    @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
         X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
         eta, amp, decay, lo, hi, clamp_on = args

@@ -62,15 +62,20 @@ class ChainState:
         ``chain_offset + i``.
     extra : dict of str to array, optional
         The sampler's declared per-chain state fields, ``(n_chains, ...)`` each.
+    block_rows : int, optional
+        Chains per block of the CPU loop, whose across-chain moments are summed per
+        block; None chooses it from ``n_chains``.  A shard keeps its whole run's value,
+        so its sums combine with the other shards' to the whole run's bits.
     """
 
-    def __init__(self, x, pos, key, step=0, chain_offset=0, extra=None):
+    def __init__(self, x, pos, key, step=0, chain_offset=0, extra=None, block_rows=None):
         self.x = x
         self.pos = pos
         self.key = np.asarray(key, np.uint32)
         self.step = int(step)
         self.chain_offset = int(chain_offset)
         self.extra = dict(extra or {})
+        self.block_rows = None if block_rows is None else int(block_rows)
         self.eg = None  # energies and gradients at x when known, for the next run to reuse
 
     @property
@@ -85,10 +90,19 @@ class ChainState:
     def dtype(self):
         return self.x.dtype
 
+    @staticmethod
+    def default_block_rows(n_chains):
+        """Chains per block of the CPU loop for a run of ``n_chains`` chains (a function
+        of the count alone, never of the thread count)."""
+        from ._loop import rows_per_block
+
+        return rows_per_block(n_chains)
+
     def copy(self):
         """A deep copy (arrays copied, on the same device)."""
         return ChainState(self.x.copy(), self.pos.copy(), self.key.copy(), self.step,
-                          self.chain_offset, {k: v.copy() for k, v in self.extra.items()})
+                          self.chain_offset, {k: v.copy() for k, v in self.extra.items()},
+                          self.block_rows)
 
     def shard(self, start, stop):
         """Chains ``start .. stop - 1`` as a state of their own (copies), with the
@@ -98,9 +112,12 @@ class ChainState:
         if not 0 <= start < stop <= n:
             raise ValueError(f"shard must satisfy 0 <= start < stop <= {n}, got "
                              f"({start}, {stop})")
+        from ._loop import rows_per_block
+
         return ChainState(self.x[start:stop].copy(), self.pos[start:stop].copy(),
                           self.key.copy(), self.step, self.chain_offset + start,
-                          {k: v[start:stop].copy() for k, v in self.extra.items()})
+                          {k: v[start:stop].copy() for k, v in self.extra.items()},
+                          self.block_rows or rows_per_block(n))
 
     def split(self, bounds):
         """Shards between consecutive ``bounds`` (``0 = b_0 < ... < b_k = n_chains``)."""
@@ -123,18 +140,25 @@ class ChainState:
             if sorted(p.extra) != sorted(first.extra):
                 raise ValueError("shards must carry the same state fields")
             offset += p.n_chains
+        from ._loop import rows_per_block
+
         xp = array_namespace(first.x)
+        n = offset - first.chain_offset
+        rows = first.block_rows
         return cls(xp.concatenate([p.x for p in parts]),
                    xp.concatenate([p.pos for p in parts]), first.key.copy(), first.step,
                    first.chain_offset,
-                   {k: xp.concatenate([p.extra[k] for p in parts]) for k in first.extra})
+                   {k: xp.concatenate([p.extra[k] for p in parts]) for k in first.extra},
+                   None if rows is None or rows == rows_per_block(n) else rows)
 
     def to_dict(self):
-        """The state as NumPy arrays: ``x``, ``pos``, ``key``, ``step``, ``chain_offset``
-        and one entry per state field (``np.savez``-able)."""
+        """The state as NumPy arrays: ``x``, ``pos``, ``key``, ``step``, ``chain_offset``,
+        one entry per state field, and ``block_rows`` when set (``np.savez``-able)."""
         out = {"x": np.array(to_numpy(self.x)), "pos": np.array(to_numpy(self.pos)),
                "key": self.key.copy(), "step": np.int64(self.step),
                "chain_offset": np.int64(self.chain_offset)}
+        if self.block_rows is not None:
+            out["block_rows"] = np.int64(self.block_rows)
         for name, value in self.extra.items():
             out[name] = np.array(to_numpy(value))
         return out
@@ -178,9 +202,14 @@ class ChainState:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"state[{f.name!r}] holds NaN or inf")
             extra[f.name] = value.astype(x.dtype)
+        block_rows = state.get("block_rows") if hasattr(state, "get") else None
+        if block_rows is not None:
+            block_rows = int(block_rows)
+            if block_rows < 1:
+                raise ValueError(f"state['block_rows'] must be positive, got {block_rows}")
         move = to_device or (lambda a: a)
         return cls(move(x), move(pos.astype(np.uint64)), key, step, chain_offset,
-                   {k: move(v) for k, v in extra.items()})
+                   {k: move(v) for k, v in extra.items()}, block_rows)
 
     def __repr__(self):
         fields = "".join(f", {k}" for k in self.extra)

@@ -39,7 +39,7 @@ def _build_step(evaluate):
     ops = leap.jitted()
     momentum_row, drift_row, kick_row = ops.momentum_row, ops.drift_row, ops.kick_row
 
-    @register_jitable(_nrt=False)
+    @register_jitable(_nrt=False, forceinline=True)
     def refresh(P, LZ, Z, r, c, s_, k0, k1, chain, p, buf, kind, sqrt_m, chol_t, like):
         """O: p ← c p + s L z for row r; returns the stream position."""
         for j in range(P.shape[1]):
@@ -50,7 +50,7 @@ def _build_step(evaluate):
             P[r, j] = c * P[r, j] + s_ * LZ[r, j]
         return p
 
-    @register_jitable(_nrt=False)
+    @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
         X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
         (momentum,) = extra
