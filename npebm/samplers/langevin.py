@@ -68,6 +68,22 @@ def _build_step(evaluate):
     return step
 
 
+_ALL_MOVED = {}
+
+
+def _all_moved(x):
+    """``(accepted, diverged, alpha, None)`` of a step where every chain moved: arrays
+    kept per (namespace, n) and only read by the loop."""
+    key = (type(x), x.shape[0])
+    hit = _ALL_MOVED.get(key)
+    if hit is None:
+        from ..backend import array_namespace
+
+        xp, n = array_namespace(x), x.shape[0]
+        hit = _ALL_MOVED[key] = (xp.ones(n, bool), xp.zeros(n, bool), xp.ones(n), None)
+    return hit
+
+
 def _scratch(xp, n, d, dtype):
     """Per chain: the step's normals."""
     return (xp.empty((n, d), dtype),)
@@ -174,10 +190,18 @@ class LangevinDynamics(ChainSampler):
             # final state, so it is not evaluated (a contrastive-divergence call then
             # costs k network calls, not k + 1); a step to a non-finite state is still
             # refused, and a resumed run evaluates the state first.
-            ok = np.isfinite(xn).all(axis=1)
             en = gn = None
+            every = bool(np.isfinite(xn).all())
         else:
             en, gn = self._evaluate(xn)
+            every = bool(np.isfinite(en).all() and np.isfinite(gn).all()
+                         and np.isfinite(xn).all())
+        if every:  # the common case, in three reductions and no copies
+            run.x, run.g, run.e = xn, gn, en
+            return _all_moved(x)
+        if en is None:
+            ok = np.isfinite(xn).all(axis=1)
+        else:
             ok = np.isfinite(en) & np.isfinite(gn).all(axis=1) & np.isfinite(xn).all(axis=1)
         if ok.all():
             run.x, run.g, run.e = xn, gn, en
