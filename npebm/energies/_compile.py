@@ -192,7 +192,7 @@ def _what_it_returns(func):
 
 
 @njit(nogil=True, cache=True)
-def _evaluate_blocks(b0, b1, block, X, G, E, params):
+def _evaluate(b0, b1, block, X, G, E, params):
     # Serial over a range of blocks: npebm's own thread pool runs the ranges, so Numba's
     # threading layer (OpenMP, shared with torch) is never started, and a few chains
     # cost one call on the calling thread.
@@ -212,6 +212,6 @@ def evaluate(energy, x):
     if x.shape[0]:
         from .._threads import run_blocks
 
-        run_blocks(_evaluate_blocks, -(-x.shape[0] // BLOCK_ROWS), block, x, grads,
+        run_blocks(_evaluate, -(-x.shape[0] // BLOCK_ROWS), block, x, grads,
                    energies, params)
     return energies, grads
