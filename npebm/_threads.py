@@ -40,13 +40,14 @@ def _n_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
-def run_blocks(kernel, n_blocks, *args):
-    """Run ``kernel(b0, b1, *args)`` over blocks ``0 .. n_blocks - 1``.
+def run_blocks(kernel, n_blocks, *args, max_threads=None):
+    """Run ``kernel(b0, b1, *args)`` over blocks ``0 .. n_blocks - 1`` on at most
+    ``max_threads`` threads (default: Numba's number of threads).
 
     Ctrl-C while waiting lets every range finish before the interrupt propagates, so the
     arrays the kernel writes are consistent when the caller handles it.
     """
-    n_threads = min(_n_threads(), n_blocks)
+    n_threads = min(_n_threads(), n_blocks, max_threads or n_blocks)
     if n_threads <= 1:
         kernel(np.int64(0), np.int64(n_blocks), *args)
         return

@@ -41,6 +41,10 @@ from ..random import NOISE
 
 #: Most chains per block of the CPU loop (a block shares its moment sums).
 BLOCK_ROWS = 64
+#: Fewest chains per thread: steps write their chains' rows in place, and threads whose
+#: rows share cache lines slow each other down (8 chains on 2 threads ran 1.9x slower
+#: than on one).
+THREAD_ROWS = 64
 
 
 def rows_per_block(n):
@@ -172,9 +176,11 @@ def kept_indices(s0, s1, burn_in, thin):
     return np.where((t > 0) & (t % thin == 0), t // thin - 1, -1).astype(np.int64)
 
 
-def kept_piece(s0, s1, burn_in, thin, slots):
+def kept_piece(s0, s1, burn_in, thin, slots, recording=True):
     """``(s1', keep)``: the steps ``s0 .. s1' - 1`` (``s1' <= s1``) that keep at most
-    ``slots`` states, and their :func:`kept_indices`."""
+    ``slots`` states, and their :func:`kept_indices` (all -1 when nothing is recorded)."""
+    if not recording:
+        return s1, np.full(s1 - s0, -1, np.int64)
     keep = kept_indices(s0, s1, burn_in, thin)
     kept = np.flatnonzero(keep >= 0)
     if slots is not None and len(kept) > slots:
@@ -238,9 +244,10 @@ class CpuRunner:
         o = self.out
         n, d = self.st.x.shape
         slots = moment_slots(o)
+        recording = o["traj"].shape[0] > 0 or o["energy"].shape[0] > 0
         a = s0
         while a < s1:
-            b, keep = kept_piece(a, s1, burn_in, thin, slots)
+            b, keep = kept_piece(a, s1, burn_in, thin, slots, recording)
             sched = self.schedule(a, b)
             args = self.sampler._step_args(sched, self.st.x.dtype, d)
             if slots:
@@ -250,11 +257,28 @@ class CpuRunner:
             run_blocks(self.kernel, -(-n // self.rows), np.int64(self.rows), np.int64(0),
                        np.int64(b - a), keep, self.have_grad, self.block, self.params,
                        self.chains, self.extra, args, self.scratch, self.info, self.counts,
-                       outs, self.progress)
+                       outs, self.progress, max_threads=max(1, n // THREAD_ROWS))
             self.have_grad = True
             combine_kept(o, keep, n, self.sampler._on_device)
             record_step_sizes(o, keep, sched)
             a = self.done = b
+
+    def evaluate_start(self):
+        """``(E, G)`` at the chains' states, by the kernel with no step."""
+        if not self.have_grad:
+            from .._threads import run_blocks
+
+            o = self.out
+            n, d = self.st.x.shape
+            args = self.sampler._step_args(self.schedule(0, 1), self.st.x.dtype, d)
+            outs = (o["traj"], o["energy"], o["grad_norm"], o["accepted"], o["moments"],
+                    o["info"])
+            run_blocks(self.kernel, -(-n // self.rows), np.int64(self.rows), np.int64(0),
+                       np.int64(0), np.zeros(0, np.int64), False, self.block, self.params,
+                       self.chains, self.extra, args, self.scratch, self.info, self.counts,
+                       outs, self.progress, max_threads=max(1, n // THREAD_ROWS))
+            self.have_grad = True
+        return self.chains[2], self.chains[1]
 
     def store(self, st):
         """The chains' state is advanced in place: nothing to copy back."""

@@ -753,18 +753,25 @@ class ChainSampler(BaseSampler):
                         f"{name}={values[i]:g} at step {a + i} overflows {np.dtype(dtype)} "
                         f"(largest {limit:.3g}); use a smaller value or dtype=np.float64")
 
-    def _evaluate_start(self, x):
-        """Energies and gradients at ``x`` on the sampler's device, in ``x``'s dtype."""
+    def _evaluate_start(self, st):
+        """Energies and gradients at the chains' states on the sampler's device, in their
+        dtype."""
         if self.energy.is_compiled:
-            return self.backend.evaluate(self.energy, x)
-        return self._evaluate(x)
+            if self.backend.name == "cpu" and self.energy._cacheable:
+                # A built-in: the run's own kernel evaluates the start (no step), which
+                # costs a call of an already compiled kernel, not a cfunc's typing.
+                runner, _ = self._runner(st, lambda s0, s1: self._schedules(st.step, 1),
+                                         0, False, False)
+                return runner.evaluate_start()
+            return self.backend.evaluate(self.energy, st.x)
+        return self._evaluate(st.x)
 
     def _check_start(self, st):
         """Evaluate the energy at the starting states (the run reuses it): refuse a start
         where no chain has a finite energy and gradient, warn naming the chains that do
         not."""
         with self.backend.context():
-            e, g = self._evaluate_start(st.x)
+            e, g = self._evaluate_start(st)
             xp = array_namespace(e)
             finite = to_numpy(xp.isfinite(e) & xp.all(xp.isfinite(g), axis=1))
         st.eg = (e, g)
