@@ -42,6 +42,11 @@ def _build_step(evaluate):
     @register_jitable(_nrt=False, forceinline=True)
     def refresh(P, LZ, Z, r, c, s_, k0, k1, chain, p, buf, kind, sqrt_m, chol_t, like):
         """O: p ← c p + s L z for row r; returns the stream position."""
+        if kind == 0:  # L = I: the same numbers without the detour through LZ
+            for j in range(P.shape[1]):
+                z, p = normal(k0, k1, chain, NOISE, p, buf, like)
+                P[r, j] = c * P[r, j] + s_ * z
+            return p
         for j in range(P.shape[1]):
             z, p = normal(k0, k1, chain, NOISE, p, buf, like)
             Z[r, j] = z
