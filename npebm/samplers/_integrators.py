@@ -93,8 +93,9 @@ def factor_mass(kind, mass, dim):
 
 
 class MassMixin:
-    """The ``mass`` property of a sampler with momentum, its factorisation (cached per
-    mass and dimension) and its place in ``get_state`` / ``set_state``."""
+    """The ``mass`` of a sampler with momentum: the property, its check in ``__init__``,
+    its factorisation (cached per mass and dimension) and its place in ``get_state`` /
+    ``set_state``.  Put it before ``ChainSampler`` among the bases."""
 
     _STATE_KEYS = ("mass",)
 
@@ -128,8 +129,29 @@ class MassMixin:
         return (np.int64(kind), c(sqrt_m, dtype), c(minv_diag, dtype), c(chol.T, dtype),
                 c(minv, dtype))
 
-    def _mass_state(self, state):
+    def _init_mass(self, mass):
+        """Set the constructor's ``mass``, checked against the energy's dimension."""
+        self.mass = mass
+        if isinstance(self.mass, np.ndarray):
+            self._check_dim(self.mass.shape[0], "mass")
+
+    def _mass_on_device(self, dtype, dim):
+        """(kind, sqrt_m, minv_diag, chol, minv) in ``dtype`` on the sampler's device (the
+        vectorised path's form)."""
+        kind, *arrays = self._mass_arrays(dim)
+        return (kind, *(self._on_device(a.astype(dtype)) for a in arrays))
+
+    def get_state(self):
+        state = super().get_state()
         state["mass"] = np.asarray(np.nan if self.mass is None else self.mass, np.float64)
+        return state
+
+    def set_state(self, state):
+        # Checked before anything changes: a bad mass leaves the sampler as it was.
+        given, mass = self._checked_mass_from(state)
+        super().set_state(state)
+        if given:
+            self._set_mass(mass)
 
     def _checked_mass_from(self, state):
         """``(given, mass)`` read from a saved state and checked, before anything changes."""

@@ -47,7 +47,6 @@ NOISE = np.uint64(_philox.NOISE)
 normal = _philox.normal
 uniform = _philox.uniform
 sync = _philox.sync
-BUF_STRIDE = _philox.BUF_STRIDE
 
 
 def call_block(fixed, block, X, G, E, params):

@@ -559,7 +559,7 @@ class ChainSampler(BaseSampler):
             _check_chain_count(n, chain_offset, "n_samples")
             if plan is not None:
                 self._check_memory(n, dim, dtype, plan)
-            x0 = self._draw_initial(key, n, dim, chain_offset, dtype)
+            x0 = self._draw_normal(key, n, dim, chain_offset, dtype, INIT)
         else:
             x0 = self._check_x(x, dim, n_samples)
             _check_chain_count(x0.shape[0], chain_offset, "x")
@@ -576,16 +576,15 @@ class ChainSampler(BaseSampler):
         for f in self.state_fields:
             st.extra[f.name] = xp.zeros((st.n_chains,) + f.per_chain_shape(st.dim), st.dtype)
 
-    def _draw_normal(self, st, stream, dim):
-        """N(0, I) of shape (n_chains, dim) from each chain's ``stream`` (by chain index)."""
+    def _draw_normal(self, key, n, dim, chain_offset, dtype, stream):
+        """N(0, I) of shape (n, dim), row i from stream ``stream`` of chain
+        ``chain_offset + i`` (from its start), on the sampler's device."""
         from ..random import ChainStreams
 
-        n = st.n_chains
-        streams = ChainStreams(seed=None, n_chains=n, chain_offset=st.chain_offset,
-                               stream=stream)
-        streams.set_state({"key": st.key, "positions": np.zeros(n, np.uint64),
-                           "chain_offset": st.chain_offset, "stream": stream})
-        return self._on_device(np.ascontiguousarray(streams.normal(dim, dtype=st.dtype)))
+        streams = ChainStreams(seed=None, n_chains=n, chain_offset=chain_offset, stream=stream)
+        streams.set_state({"key": key, "positions": np.zeros(n, np.uint64),
+                           "chain_offset": chain_offset, "stream": stream})
+        return self._on_device(np.ascontiguousarray(streams.normal(dim, dtype=dtype)))
 
     def _check_x(self, x, dim, n_samples):
         """``x`` checked and copied onto the sampler's device, as ``(n_samples, dim)``:
@@ -624,14 +623,6 @@ class ChainSampler(BaseSampler):
         with self.backend.context():
             x0 = self.backend.xp.array(arr, dtype=dtype, order="C")
         return x0
-
-    def _draw_initial(self, key, n, dim, chain_offset, dtype):
-        from ..random import ChainStreams
-
-        streams = ChainStreams(seed=None, n_chains=n, chain_offset=chain_offset, stream=INIT)
-        streams.set_state({"key": key, "positions": np.zeros(n, np.uint64),
-                           "chain_offset": chain_offset, "stream": INIT})
-        return self._on_device(np.ascontiguousarray(streams.normal(dim, dtype=dtype)))
 
     def _resume_state(self, x, dim, n_samples, seed, chain_offset):
         if self._state is None:

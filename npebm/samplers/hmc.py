@@ -164,24 +164,10 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
         schedule_values(self.schedulers["step_size"], "step_size", 0, 1)
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, "n_leapfrog_steps", 1)
         self.jitter = _check_jitter(jitter)
-        self.mass = mass
-        if isinstance(self.mass, np.ndarray):
-            self._check_dim(self.mass.shape[0], "mass")
+        self._init_mass(mass)
 
     step_size = property(lambda self: self._parameter("step_size"),
                          doc="η: a float, or the scheduler when one was given.")
-
-    def get_state(self):
-        state = super().get_state()
-        self._mass_state(state)
-        return state
-
-    def set_state(self, state):
-        # Checked before anything changes: a bad mass leaves the sampler as it was.
-        given, mass = self._checked_mass_from(state)
-        super().set_state(state)
-        if given:
-            self._set_mass(mass)
 
     def _schedules(self, start, n):
         return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
@@ -200,8 +186,7 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
         n, d = x.shape
         dtype = x.dtype
         t = dtype.type
-        kind, sqrt_m, minv_diag, chol, minv = (self._on_device(a.astype(dtype)) if i else a
-                                               for i, a in enumerate(self._mass_arrays(d)))
+        kind, sqrt_m, minv_diag, chol, minv = self._mass_on_device(dtype, d)
         h, hh = t(sched["step_size"][s]), t(sched["half"][s])
         z = streams.normal(n, d, dtype)
         u = streams.uniform(n, dtype)

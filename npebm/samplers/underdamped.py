@@ -173,31 +173,17 @@ class UnderdampedLangevin(MassMixin, ChainSampler):
         if not isinstance(scheme, str) or scheme.upper() not in _SCHEMES:
             raise ValueError(f"scheme must be 'BAOAB' or 'OBABO', got {scheme!r}")
         self.scheme = scheme.upper()
-        self.mass = mass
-        if isinstance(self.mass, np.ndarray):
-            self._check_dim(self.mass.shape[0], "mass")
+        self._init_mass(mass)
 
     step_size = property(lambda self: self._parameter("step_size"),
                          doc="η: a float, or the scheduler when one was given.")
-
-    def get_state(self):
-        state = super().get_state()
-        self._mass_state(state)
-        return state
-
-    def set_state(self, state):
-        given, mass = self._checked_mass_from(state)
-        super().set_state(state)
-        if given:
-            self._set_mass(mass)
 
     def _init_state_fields(self, st):
         """p ~ N(0, M), from each chain's own state stream (never its noise stream)."""
         from ..random import STATE
 
-        kind, sqrt_m, _, chol, _ = (self._on_device(a.astype(st.dtype)) if i else a
-                                    for i, a in enumerate(self._mass_arrays(st.dim)))
-        z = self._draw_normal(st, STATE, st.dim)
+        kind, sqrt_m, _, chol, _ = self._mass_on_device(st.dtype, st.dim)
+        z = self._draw_normal(st.key, st.n_chains, st.dim, st.chain_offset, st.dtype, STATE)
         st.extra["momentum"] = leap.momentum(z, kind, sqrt_m, chol)
 
     def _schedules(self, start, n):
@@ -219,8 +205,7 @@ class UnderdampedLangevin(MassMixin, ChainSampler):
         n, d = x.shape
         dtype = x.dtype
         t = dtype.type
-        kind, sqrt_m, minv_diag, chol, minv = (self._on_device(a.astype(dtype)) if i else a
-                                               for i, a in enumerate(self._mass_arrays(d)))
+        kind, sqrt_m, minv_diag, chol, minv = self._mass_on_device(dtype, d)
         h, hh = t(sched["step_size"][s]), t(sched["half"][s])
         c, sc = t(sched["c"][s]), t(sched["s"][s])
 
