@@ -153,7 +153,17 @@ def _resolve_energy(energy, model, energy_function):
 
 def schedule_values(scheduler, name, start, n, positive=True):
     """Values of ``scheduler`` at steps ``start .. start + n - 1``, checked."""
-    values = np.asarray(scheduler.values(n, start=start), dtype=np.float64)
+    from ..schedulers import ConstantScheduler
+
+    if type(scheduler) is ConstantScheduler:
+        # The common case, without the per-step checks (a short run's set-up counts).
+        values = np.full(n, scheduler.start_value)
+        if np.isfinite(scheduler.start_value) and (
+                scheduler.start_value > 0 if positive else scheduler.start_value >= 0):
+            return values
+        values = values[:1]
+    else:
+        values = np.asarray(scheduler.values(n, start=start), dtype=np.float64)
     bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
     if bad.any():
         i = int(np.argmax(bad))
@@ -402,15 +412,22 @@ class ChainSampler(BaseSampler):
             st.block_rows = block_rows
         n_total = burn_in + n_steps
         self._check_schedules(st.step, n_total, st.x.dtype)
+        prepared = None
+        if adapt is None and not resume and self._starts_in_kernel():
+            # One runner both evaluates the start and runs: a short run pays for its
+            # set-up once.
+            prepared = self._runner(st, self._schedule_from(st.step), plan.n_kept,
+                                    return_trajectory, return_diagnostics)
         if not resume:
-            self._check_start(st)
+            self._check_start(st, prepared)
         if adapt is not None:
             # Burn-in runs step by step here; what follows is an ordinary run.
             self._adapt(st, burn_in, adapt, progress)
             st = self._resume_state(None, None, None, None, 0)
             burn_in, n_total = 0, n_steps
         result = self._run(st, self._schedule_from(st.step), burn_in, n_steps, thin,
-                           return_trajectory, return_diagnostics, progress)
+                           return_trajectory, return_diagnostics, progress,
+                           prepared=prepared)
         self._warn_about_run(result[0], n_total)
         return self._package(result, return_trajectory, return_diagnostics, adapt)
 
@@ -744,28 +761,34 @@ class ChainSampler(BaseSampler):
                         f"{name}={values[i]:g} at step {a + i} overflows {np.dtype(dtype)} "
                         f"(largest {limit:.3g}); use a smaller value or dtype=np.float64")
 
-    def _evaluate_start(self, st):
+    def _evaluate_start(self, st, prepared=None):
         """Energies and gradients at the chains' states on the sampler's device, in their
-        dtype."""
+        dtype; ``prepared`` is the run's ``(runner, out)`` when it is already built."""
         if self.energy.is_compiled:
-            if self.backend.name == "cpu" and self.energy._cacheable:
+            if self._starts_in_kernel():
                 # A built-in: the run's own kernel evaluates the start (no step), which
                 # costs a call of an already compiled kernel, not a cfunc's typing.
-                runner, _ = self._runner(st, lambda s0, s1: self._schedules(st.step, 1),
-                                         0, False, False)
+                runner = (prepared or self._runner(
+                    st, lambda s0, s1: self._schedules(st.step, 1), 0, False, False))[0]
                 return runner.evaluate_start()
             return self.backend.evaluate(self.energy, st.x)
         return self._evaluate(st.x)
 
-    def _check_start(self, st):
+    def _starts_in_kernel(self):
+        """Whether the run's own CPU kernel evaluates the start (a built-in energy)."""
+        return (self.backend.name == "cpu" and self.energy.is_compiled
+                and self.energy._cacheable)
+
+    def _check_start(self, st, prepared=None):
         """Evaluate the energy at the starting states (the run reuses it): refuse a start
         where no chain has a finite energy and gradient, warn naming the chains that do
         not."""
         with self.backend.context():
-            e, g = self._evaluate_start(st)
+            e, g = self._evaluate_start(st, prepared)
             xp = array_namespace(e)
             finite = to_numpy(xp.isfinite(e) & xp.all(xp.isfinite(g), axis=1))
-        st.eg = (e, g)
+        if prepared is None:  # else the prepared runner holds them
+            st.eg = (e, g)
         bad = np.flatnonzero(~finite)
         if len(bad) == 0:
             return
@@ -879,18 +902,19 @@ class ChainSampler(BaseSampler):
         return runner, out
 
     def _run(self, st, schedule, burn_in, n_steps, thin, want_traj, want_diag, progress,
-             between=None):
+             between=None, prepared=None):
         """Run ``burn_in + n_steps`` steps from ``st`` in chunks (progress and Ctrl-C
         between them); ``(out, n_kept)``.
 
         ``between(i, out)``, when given, is the step-major hook: it runs after step ``i``
         of every chain and before step ``i + 1`` of any, and may change what the next
         steps use (adaptation changes the step size; tempering swaps states).
+        ``prepared`` is a ``(runner, out)`` already built for this run from ``st``.
         """
         n, d = st.x.shape
         n_total = burn_in + n_steps
         n_kept = n_steps // thin
-        runner, out = self._runner(st, schedule, n_kept, want_traj, want_diag)
+        runner, out = prepared or self._runner(st, schedule, n_kept, want_traj, want_diag)
         runner.last = n_total - 1
         bar = _Progress(n * n_total, progress)
         done = 0
