@@ -12,13 +12,19 @@ from .backend import get_backend, to_numpy
 _SUBMODULES = ("backend", "datasets", "diagnostics", "distributed", "energies", "io",
                "plotting", "random", "samplers", "schedulers")
 
-__all__ = ["__version__", "get_backend", "to_numpy", *_SUBMODULES]
+#: Names served from a submodule, loaded on first use.
+_FROM_SUBMODULES = {"AnnealedImportanceSampling": "samplers", "log_likelihood": "samplers"}
+
+__all__ = ["__version__", "get_backend", "to_numpy", *_SUBMODULES, *_FROM_SUBMODULES]
 
 
 def __getattr__(name):
     # Submodules load on first attribute access so that `import npebm` stays light.
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _FROM_SUBMODULES:
+        module = importlib.import_module(f"{__name__}.{_FROM_SUBMODULES[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._validation import check_int, is_integer
 
-__all__ = ["NOISE", "INIT", "STATE", "key_from_seed", "ChainStreams"]
+__all__ = ["NOISE", "INIT", "STATE", "REFERENCE", "SWAP", "key_from_seed", "ChainStreams"]
 
 #: Stream id of sampler noise and accept/reject uniforms.
 NOISE = 0
@@ -35,6 +35,10 @@ NOISE = 0
 INIT = 1
 #: Stream id of the initial draws of a sampler's own per-chain state (a momentum).
 STATE = 2
+#: Stream id of parallel tempering's exact draws from its reference (per ladder).
+REFERENCE = 3
+#: Stream id of parallel tempering's swap uniforms (per ladder).
+SWAP = 4
 
 _MAX_CHAINS = 2 ** 32  # the chain index is one 32-bit counter word
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

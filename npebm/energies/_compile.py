@@ -205,6 +205,8 @@ def _evaluate(b0, b1, block, X, G, E, params):
 
 def evaluate(energy, x):
     """Energies ``(n,)`` and gradients ``(n, dim)`` of a compiled energy at NumPy ``x``."""
+    if getattr(energy, "is_tempered", False):  # the target's evaluation, then the path's
+        return energy.energy_and_gradient(x)
     x = np.ascontiguousarray(x)
     block, params = block_function(energy, x.dtype, x.shape[1])
     energies = np.empty(x.shape[0], dtype=x.dtype)

@@ -41,8 +41,8 @@ def _build(build_step, point):
     # The energy's per-point kernel over a block's rows (see device_rows).
     rows = register_jitable(device_rows(point))
 
-    def evaluate_rows(block, X, G, E, params):
-        rows(X, G, E, params)
+    def evaluate_rows(block, params, X, G, E, r0, r1):
+        rows(X[r0:r1], G[r0:r1], E[r0:r1], params)
 
     evaluate_rows = register_jitable(evaluate_rows)
     run_rows = build_run_rows(build_step(evaluate_rows), evaluate_rows)

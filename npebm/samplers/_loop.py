@@ -20,7 +20,8 @@ The compiled step's signature::
 
 - ``s``: the step's index into the per-step arrays of ``args``;
 - ``block``, ``params``: the energy's block function (None when built in) and parameters;
-  evaluate them as ``evaluate(block, X, G, E, params)`` on row slices;
+  ``evaluate(block, params, X, G, E, r0, r1)`` fills ``E`` and ``G`` at rows
+  ``r0 .. r1 - 1`` of ``X`` (a tempered run's evaluate gives each row its temperature);
 - ``chains`` = ``(X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0)``: states, gradients and
   energies (advanced in place), the proposal rows, stream positions and caches, the key
   and the global index of row 0;
@@ -72,7 +73,7 @@ def build_run_rows(step, evaluate):
         traj, e_out, gn_out, acc_out, moments, info_out = outs
         start_streams(k0, k1, chain0, pos, bufs, c0, c1)
         if not have_grad:
-            evaluate(block, X[c0:c1], G[c0:c1], E[c0:c1], params)
+            evaluate(block, params, X, G, E, c0, c1)
         n_info = fields.shape[1]
         # Chain-major order (all steps of one chain, then the next) keeps a small chain
         # hot in registers and cache; blocks of rows serve energies that evaluate many
@@ -98,17 +99,44 @@ def build_run_rows(step, evaluate):
     return run_rows
 
 
-def build_cpu_kernel(build_step, fixed, chain_major):
+def build_cpu_kernel(build_step, fixed, chain_major, tempered=False):
     """The CPU kernel of a sampler's step over blocks ``b0 .. b1 - 1`` of chains (one
-    call per thread, all steps of a chunk inside)."""
+    call per thread, all steps of a chunk inside).  A ``tempered`` kernel's parameters
+    are ``(energy's, betas, (mean, prec_diag, prec, dense))`` and it evaluates each
+    row's ``β E + (1 − β) E_q`` (see ``npebm.energies.tempered``)."""
     from numba import njit
     from numba.extending import register_jitable
 
     from ._jit import SOURCE_STAMP, call_block
 
-    @register_jitable(_nrt=False, forceinline=True)
-    def evaluate(block, X, G, E, params):
-        call_block(fixed, block, X, G, E, params)
+    if tempered:
+        @register_jitable(_nrt=False, forceinline=True)
+        def evaluate(block, params, X, G, E, r0, r1):
+            base, betas, (mean, prec_diag, prec, dense) = params
+            call_block(fixed, block, X[r0:r1], G[r0:r1], E[r0:r1], base)
+            d = X.shape[1]
+            for r in range(r0, r1):
+                b = betas[r]
+                if b == 1.0:
+                    continue
+                e_ref = 0.0
+                for j in range(d):
+                    if dense:
+                        g_ref = 0.0
+                        for k in range(d):
+                            g_ref += prec[j, k] * (np.float64(X[r, k]) - mean[k])
+                    else:
+                        g_ref = prec_diag[j] * (np.float64(X[r, j]) - mean[j])
+                    e_ref += 0.5 * (np.float64(X[r, j]) - mean[j]) * g_ref
+                    if b == 0.0:  # the reference alone: the target need not be finite
+                        G[r, j] = g_ref
+                    else:
+                        G[r, j] = b * np.float64(G[r, j]) + (1.0 - b) * g_ref
+                E[r] = e_ref if b == 0.0 else b * np.float64(E[r]) + (1.0 - b) * e_ref
+    else:
+        @register_jitable(_nrt=False, forceinline=True)
+        def evaluate(block, params, X, G, E, r0, r1):
+            call_block(fixed, block, X[r0:r1], G[r0:r1], E[r0:r1], params)
 
     run_rows = build_run_rows(build_step(evaluate), evaluate)
     stamp = SOURCE_STAMP
@@ -142,6 +170,8 @@ def kernel_for(sampler, energy, dtype):
     """
     from ..energies import _compile, _kernels
     build_step = type(sampler)._build_step
+    tempered = getattr(energy, "is_tempered", False)
+    path, energy = (energy, energy.base) if tempered else (None, energy)
     if energy._cacheable:
         custom = energy._block_function()
         name = energy._kernel + ("/block" if custom is not None else "")
@@ -160,10 +190,12 @@ def kernel_for(sampler, energy, dtype):
     else:
         name, fixed, chain_major = None, None, False
         block, params = _compile.block_function(energy, dtype)
-    key = (build_step, name)
+    if tempered:
+        params = (params, path.betas, path.reference.kernel_params())
+    key = (build_step, name, tempered)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = build_cpu_kernel(build_step, fixed, chain_major)
+        kernel = _KERNELS[key] = build_cpu_kernel(build_step, fixed, chain_major, tempered)
     return kernel, block, params
 
 
@@ -280,6 +312,18 @@ class CpuRunner:
             self.have_grad = True
         return self.chains[2], self.chains[1]
 
+    def arrays(self):
+        """``(x, e, g)``: the chains' states, energies and gradients now (written in
+        place by the kernel; a hook may change rows of ``x``, then
+        :meth:`set_evaluated`)."""
+        return self.chains[0], self.chains[2], self.chains[1]
+
+    def set_evaluated(self, e, g):
+        """Energies and gradients at the (changed) states, for the next step."""
+        self.chains[2][:] = e
+        self.chains[1][:] = g
+        self.have_grad = True
+
     def store(self, st):
         """The chains' state is advanced in place: nothing to copy back."""
 
@@ -381,6 +425,14 @@ class VectorRunner:
             out["moments"][0, slot, 0] = shift
             out["moments"][0, slot, 1] = dx.sum(axis=0)
             out["moments"][0, slot, 2] = (dx * dx).sum(axis=0)
+
+    def arrays(self):
+        """``(x, e, g)`` now (``e`` and ``g`` None when the last step deferred them)."""
+        return self.x, self.e, self.g
+
+    def set_evaluated(self, e, g):
+        """Energies and gradients at the (changed) states, for the next step."""
+        self.e, self.g = e, g
 
     def store(self, st):
         st.x = self.x

@@ -151,6 +151,16 @@ def _resolve_energy(energy, model, energy_function):
     return value
 
 
+def check_run_arguments(n_steps, thin, burn_in, return_trajectory, return_diagnostics,
+                        progress, resume):
+    """The arguments every ``sample()`` shares, checked, in this order."""
+    return (check_int(n_steps, "n_steps", 1), check_int(thin, "thin", 1),
+            check_int(burn_in, "burn_in", 0),
+            check_bool(return_trajectory, "return_trajectory"),
+            check_bool(return_diagnostics, "return_diagnostics"),
+            check_bool(progress, "progress"), check_bool(resume, "resume"))
+
+
 def schedule_values(scheduler, name, start, n, positive=True):
     """Values of ``scheduler`` at steps ``start .. start + n - 1``, checked."""
     from ..schedulers import ConstantScheduler
@@ -391,13 +401,9 @@ class ChainSampler(BaseSampler):
             Ctrl-C stops the run between chunks of steps; the chains' state so far is
             kept, so ``sample(..., resume=True)`` continues from there.
         """
-        n_steps = check_int(n_steps, "n_steps", 1)
-        thin = check_int(thin, "thin", 1)
-        burn_in = check_int(burn_in, "burn_in", 0)
-        return_trajectory = check_bool(return_trajectory, "return_trajectory")
-        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
-        progress = check_bool(progress, "progress")
-        resume = check_bool(resume, "resume")
+        (n_steps, thin, burn_in, return_trajectory, return_diagnostics, progress,
+         resume) = check_run_arguments(n_steps, thin, burn_in, return_trajectory,
+                                       return_diagnostics, progress, resume)
         chain_offset = check_int(chain_offset, "chain_offset", 0)
         if block_rows is not None:
             block_rows = check_int(block_rows, "block_rows", 1)
@@ -906,9 +912,10 @@ class ChainSampler(BaseSampler):
         """Run ``burn_in + n_steps`` steps from ``st`` in chunks (progress and Ctrl-C
         between them); ``(out, n_kept)``.
 
-        ``between(i, out)``, when given, is the step-major hook: it runs after step ``i``
-        of every chain and before step ``i + 1`` of any, and may change what the next
-        steps use (adaptation changes the step size; tempering swaps states).
+        ``between(i, out, runner)``, when given, is the step-major hook: it runs after
+        step ``i`` of every chain and before step ``i + 1`` of any, and may change what
+        the next steps use (adaptation changes the step size; tempering swaps states,
+        through ``runner.arrays()`` and ``runner.set_evaluated()``).
         ``prepared`` is a ``(runner, out)`` already built for this run from ``st``.
         """
         n, d = st.x.shape
@@ -933,7 +940,7 @@ class ChainSampler(BaseSampler):
                 bar.update(n * done)
                 if between is not None:
                     self._state = st  # the hook may run trial steps from st
-                    between(done - 1, out)
+                    between(done - 1, out, runner)
                     continue
                 per_step = max(elapsed / max(chunk, 1), 1e-9)
                 chunk = int(min(n_total - done, MAX_CHUNK,
@@ -1014,7 +1021,7 @@ class _Adaptation:
         """Every step runs with the step size of the moment."""
         return self.sampler._step_arrays(np.array([self.averaging.step_size]))
 
-    def __call__(self, i, out):
+    def __call__(self, i, out, runner=None):
         from .adaptation import DualAveraging
 
         sampler, st = self.sampler, self.st

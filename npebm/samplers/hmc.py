@@ -71,7 +71,7 @@ def _build_step(evaluate):
         for i in range(n_leapfrog):
             for r in range(r0, r1):
                 drift_row(XN, P, r, hs[r, 0], kind, minv_diag, minv, acc[r], vrow[r])
-            evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
+            evaluate(block, params, XN, GN, EN, r0, r1)
             for r in range(r0, r1):
                 kick_row(P, GN, r, hs[r, 0] if i < n_leapfrog - 1 else hs[r, 1])
         for r in range(r0, r1):

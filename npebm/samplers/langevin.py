@@ -54,7 +54,7 @@ def _build_step(evaluate):
                         v = min(max(v, lo), hi)
                     XN[r, j] = v
             pos[r] = p
-        evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
+        evaluate(block, params, XN, GN, EN, r0, r1)
         for r in range(r0, r1):
             ok = row_finite(EN, GN, XN, r)
             alpha[r] = 1.0 if ok else 0.0

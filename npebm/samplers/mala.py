@@ -48,7 +48,7 @@ def _build_step(evaluate):
             half_zz[r] = 0.5 * zz
             log_u[r] = math.log(u) if u > 0 else -np.inf
             pos[r] = p
-        evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
+        evaluate(block, params, XN, GN, EN, r0, r1)
         for r in range(r0, r1):
             ok = row_finite(EN, GN, XN, r)
             moved = False

@@ -84,7 +84,7 @@ def _build_step(evaluate):
                             chol_t, X)
                 drift_row(XN, PN, r, hh, kind, minv_diag, minv, acc[r], vrow[r])
             pos[r] = p
-        evaluate(block, XN[r0:r1], GN[r0:r1], EN[r0:r1], params)
+        evaluate(block, params, XN, GN, EN, r0, r1)
         for r in range(r0, r1):
             kick_row(PN, GN, r, hh)
             if obabo:

@@ -1,0 +1,549 @@
+"""Non-reversible parallel tempering over many independent ladders.
+
+Each ladder holds ``n_temperatures`` chains on the path
+:math:`\\pi_\\beta \\propto \\exp(-\\beta E)\\, q^{1 - \\beta}` from a Gaussian reference
+``q`` (β = 0) to the target (β = 1), see :mod:`npebm.energies.tempered`.  Every step,
+each chain takes one step of the wrapped sampler on its own π_β (through the sampler's
+compiled kernel, with a tempered evaluation), the β = 0 chains are redrawn exactly from
+``q``, and neighbours swap states by a Metropolis test: pairs (0, 1), (2, 3), … on even
+steps and (1, 2), (3, 4), … on odd ones (the deterministic even–odd scheme, which makes
+the index process non-reversible).
+
+During burn-in, the adaptive schedule runs in rounds of doubling length; after each,
+the βs are re-spaced so that the swap rejection rates of neighbours are equal (the
+cumulative rejection Λ(β) is interpolated and inverted).  Λ = Λ(1), the global
+communication barrier, is reported; about 2Λ temperatures are enough.
+
+log Z comes from the stepping stones of the kept part of the run:
+:math:`\\log Z = \\log Z_q + \\sum_k \\log \\mathbb{E}_{\\pi_{\\beta_k}}
+[e^{-(\\beta_{k+1} - \\beta_k)(E - E_q)}]`, pooled over ladders, with the standard error
+from the spread of the per-ladder estimates.
+
+References
+----------
+S. Syed, A. Bouchard-Côté, G. Deligiannidis, A. Doucet, "Non-reversible parallel
+tempering: a scalable highly parallel MCMC scheme", JRSS B 84 (2022).
+N. Surjanovic et al., "Pigeons.jl: distributed sampling from intractable
+distributions" (2023).
+"""
+import copy
+import math
+
+import numpy as np
+
+from .._validation import check_choice, check_int
+from ..random import REFERENCE, SWAP, ChainStreams
+from .state import ChainState
+
+__all__ = ["ParallelTempering"]
+
+#: Steps of the first adaptation round (then 2x, 4x, ...).
+FIRST_ROUND = 16
+#: Temperatures when neither ``n_temperatures`` nor ``betas`` is given.
+DEFAULT_TEMPERATURES = 16
+
+
+def _check_betas(betas):
+    try:
+        b = np.asarray(betas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be an array of floats, got {betas!r}") from None
+    if b.ndim != 1 or b.shape[0] < 2:
+        raise ValueError(f"betas must be a 1-D array of at least 2 values, got shape "
+                         f"{b.shape}")
+    if not np.isfinite(b).all() or b.min() < 0 or b.max() > 1:
+        raise ValueError("betas must lie in [0, 1]")
+    if not (np.diff(b) > 0).all():
+        raise ValueError("betas must be strictly increasing")
+    if b[0] != 0.0 or b[-1] != 1.0:
+        raise ValueError(f"betas must start at 0 (the reference) and end at 1 (the "
+                         f"target), got {b[0]:g} ... {b[-1]:g}")
+    return b
+
+
+def _check_reference(reference):
+    """``(mean, cov)`` from None, a pair or a dict (checked against the dim later)."""
+    if reference is None:
+        return None, None
+    if isinstance(reference, dict):
+        unknown = set(reference) - {"mean", "cov"}
+        if unknown:
+            raise ValueError(f"reference takes 'mean' and 'cov', got {sorted(unknown)}")
+        return reference.get("mean"), reference.get("cov")
+    try:
+        mean, cov = reference
+    except (TypeError, ValueError):
+        raise TypeError("reference must be None, (mean, cov) or {'mean': ..., 'cov': ...}"
+                        f", got {type(reference).__name__}") from None
+    return mean, cov
+
+
+def respace(betas, rejection):
+    """New βs with equal cumulative rejection between neighbours.
+
+    Parameters
+    ----------
+    betas : (T,) increasing, from 0 to 1
+    rejection : (T - 1,) mean swap rejection of each neighbouring pair
+
+    Returns
+    -------
+    (T,) βs, and Λ(β) at the old βs (the cumulative rejection, Λ = its last value).
+    """
+    r = np.clip(np.nan_to_num(rejection, nan=1.0), 1e-9, 1.0)
+    cumulative = np.concatenate([[0.0], np.cumsum(r)])
+    targets = np.linspace(0.0, cumulative[-1], len(betas))
+    new = np.interp(targets, cumulative, betas)
+    new[0], new[-1] = 0.0, 1.0
+    return new, cumulative
+
+
+def tempered_copy(sampler, path):
+    """A copy of ``sampler`` that runs on the tempered energy ``path`` (the original,
+    its state and its schedulers untouched)."""
+    t = copy.copy(sampler)
+    t.schedulers = dict(sampler.schedulers)
+    t.energy = path
+    t._state = None
+    return t
+
+
+class ParallelTempering:
+    """Non-reversible parallel tempering wrapped around an npebm sampler.
+
+    Parameters
+    ----------
+    sampler : ChainSampler
+        The sampler each chain runs on its tempered target (LangevinDynamics, MALA,
+        HamiltonianMonteCarlo, UnderdampedLangevin), with its energy, step size, dtype
+        and seed.
+    n_temperatures : int, optional
+        Chains per ladder, T >= 2 (default 16, or ``len(betas)``).
+    betas : array_like (T,), optional
+        Increasing, from 0 to 1; the starting schedule of an adaptive run.  Default:
+        quadratic spacing, ``(k / (T - 1))**2``.
+    reference : None, (mean, cov) or dict
+        The Gaussian q at β = 0 (default N(0, I)); ``cov`` a float, a vector of
+        variances or a matrix.
+    schedule : {"adaptive", "fixed"}
+        "adaptive" re-spaces the βs during burn-in in rounds of doubling length.
+    seed : None, int or SeedSequence
+        Default seed of ``sample()`` (default: the sampler's).
+
+    Notes
+    -----
+    ``sample(n_samples=L)`` runs L independent ladders; chain ``l * T + t`` of the
+    wrapped sampler is ladder l at temperature index t, so its streams depend on the
+    seed and those indices alone, and results are the same for any number of threads
+    and after a resume.  Results are the β = 1 chains, one per ladder, in the usual
+    shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from npebm.energies import GaussianEnergy
+    >>> from npebm.samplers import HamiltonianMonteCarlo
+    >>> target = GaussianEnergy(np.zeros(2), np.eye(2) * 0.25)
+    >>> pt = ParallelTempering(HamiltonianMonteCarlo(target, step_size=0.3, seed=0),
+    ...                        n_temperatures=4)
+    >>> x, d = pt.sample(n_samples=8, n_steps=200, burn_in=100, return_diagnostics=True)
+    >>> x.shape, d["betas"].shape
+    ((8, 2), (4,))
+    """
+
+    def __init__(self, sampler, n_temperatures=None, betas=None, reference=None,
+                 schedule="adaptive", seed=None):
+        from .base import ChainSampler
+
+        if isinstance(sampler, ParallelTempering) or not isinstance(sampler, ChainSampler):
+            raise TypeError("sampler must be an npebm chain sampler (LangevinDynamics, "
+                            "MALA, HamiltonianMonteCarlo, UnderdampedLangevin), got "
+                            f"{type(sampler).__name__}")
+        if sampler.backend.name != "cpu":
+            raise NotImplementedError("ParallelTempering runs on the CPU for now; give it "
+                                      "a sampler with device='cpu'")
+        if n_temperatures is not None:
+            n_temperatures = check_int(n_temperatures, "n_temperatures", 2)
+        if betas is not None:
+            betas = _check_betas(betas)
+            if n_temperatures is not None and n_temperatures != len(betas):
+                raise ValueError(f"n_temperatures={n_temperatures} disagrees with betas, "
+                                 f"which has {len(betas)} values")
+        else:
+            t = n_temperatures or DEFAULT_TEMPERATURES
+            betas = (np.arange(t) / (t - 1)) ** 2
+        self.sampler = sampler
+        self.betas = betas
+        self.n_temperatures = len(betas)
+        self._reference_args = _check_reference(reference)
+        self.schedule = check_choice(schedule, "schedule", ("adaptive", "fixed"))
+        self.seed = sampler.seed if seed is None else seed
+        self._run_state = None
+
+    # ------------------------------------------------------------------ public API
+    def sample(self, x=None, dim=None, n_samples=None, n_steps=100, thin=1, burn_in=0,
+               return_trajectory=False, return_diagnostics=False, progress=False,
+               seed=None, resume=False):
+        """Run ``n_samples`` ladders; return their β = 1 chains.
+
+        Parameters
+        ----------
+        x : array_like (n_samples, dim) or (dim,), optional
+            Starting states of the ladders (every temperature of a ladder starts
+            there); None draws them from the reference.
+        dim, n_samples, n_steps, thin, burn_in, return_trajectory, return_diagnostics,
+        progress, seed, resume
+            As :meth:`ChainSampler.sample`, with ``n_samples`` the number of ladders.
+            Burn-in is where an adaptive schedule adapts.
+
+        Returns
+        -------
+        samples : ndarray (n_samples, dim) or (n_samples, n_kept, dim)
+        diagnostics : Diagnostics
+            The usual fields for the β = 1 chains, plus ``betas`` (T,),
+            ``swap_acceptance`` (T - 1,), ``barrier`` (Λ), ``local_barrier`` (T,)
+            (Λ(β_k)), ``suggested_n_temperatures`` (about 2Λ), ``round_trips``
+            (n_samples,), ``round_trip_rate`` (per ladder and step), ``log_z``,
+            ``log_z_se`` and ``ladder_log_z`` (n_samples,).
+        """
+        from .base import check_run_arguments
+
+        n_steps, thin, burn_in, want_traj, want_diag, progress, resume = \
+            check_run_arguments(n_steps, thin, burn_in, return_trajectory,
+                                return_diagnostics, progress, resume)
+        if resume:
+            if self._run_state is None:
+                raise RuntimeError("resume=True but this sampler has not run yet")
+            for name, value in (("x", x), ("seed", seed)):
+                if value is not None:
+                    raise ValueError(f"{name} must be None when resume=True")
+            run = self._run_state
+            run.check_resume(n_samples, dim)
+        else:
+            run = self._fresh_run(x, dim, n_samples, seed)
+        run.tempered._check_schedules(run.st.step, burn_in + n_steps, run.st.x.dtype)
+        if not resume:
+            run.tempered._check_start(run.st)
+        if burn_in:
+            self._burn_in(run, burn_in, progress)
+        swaps = _Swaps(run, burn_in=0, n_steps=n_steps, thin=thin, want_traj=want_traj,
+                       want_diag=want_diag)
+        out, _ = run.tempered._run(run.st, run.tempered._schedule_from(run.st.step), 0,
+                                   n_steps, thin, False, False, progress, between=swaps)
+        self._run_state = run
+        run.tempered._warn_about_run(out, n_steps)
+        cold = run.cold_rows
+        samples = swaps.traj if want_traj else run.st.x[cold].copy()
+        if not want_diag:
+            return samples
+        return samples, swaps.diagnostics(out)
+
+    # ------------------------------------------------------------------ running
+    def _fresh_run(self, x, dim, n_samples, seed):
+        inner = self.sampler
+        if x is not None:
+            x0 = inner._check_x(x, dim, n_samples)  # the ladders' starts, checked
+            n_ladders, d = x0.shape
+        else:
+            n_ladders = 1 if n_samples is None else check_int(n_samples, "n_samples", 1)
+            if dim is not None:
+                dim = check_int(dim, "dim", 1)
+            d = dim if dim is not None else inner.energy.dim
+            if d is None:
+                raise ValueError(f"dim is required: x is None and "
+                                 f"{type(inner.energy).__name__} does not fix its dimension")
+            inner._check_dim(d, "dim")
+            x0 = None
+        from ..energies.tempered import GaussianReference, TemperedEnergy
+
+        mean, cov = self._reference_args
+        try:
+            reference = GaussianReference(d, mean, cov)
+        except ValueError as exc:
+            raise ValueError(f"reference: {exc}") from None
+        return _Run(self, inner, reference, TemperedEnergy, x0, n_ladders, d, seed)
+
+    def _burn_in(self, run, burn_in, progress):
+        """Burn-in: rounds of doubling length, re-spacing the βs after each (adaptive),
+        or one run (fixed)."""
+        if self.schedule == "fixed":
+            rounds = [burn_in]
+        else:
+            rounds, length, left = [], FIRST_ROUND, burn_in
+            while left:
+                take = length if left >= 3 * length else left  # the last takes the rest
+                rounds.append(take)
+                left -= take
+                length *= 2
+        for length in rounds:
+            swaps = _Swaps(run, burn_in=length, n_steps=0, thin=1, want_traj=False,
+                           want_diag=False)
+            run.tempered._run(run.st, run.tempered._schedule_from(run.st.step), length, 0,
+                              1, False, False, progress, between=swaps)
+            run.history.append(swaps.rejection())
+            if self.schedule == "adaptive":
+                run.set_betas(respace(run.betas, swaps.rejection())[0])
+
+    def get_state(self):
+        """Where the ladders stand, as a dict of NumPy arrays (``np.savez``-able)."""
+        if self._run_state is None:
+            raise RuntimeError("nothing to save: this sampler has not run yet")
+        return self._run_state.to_dict()
+
+    def set_state(self, state):
+        """Restore :meth:`get_state`'s dict, for ``resume=True``."""
+        from ..energies.tempered import GaussianReference, TemperedEnergy
+
+        betas = _check_betas(state["pt_betas"])
+        d = int(np.asarray(state["x"]).shape[1])
+        mean, cov = self._reference_args
+        reference = GaussianReference(d, mean, cov)
+        run = _Run.from_dict(self, self.sampler, reference, TemperedEnergy, state, betas)
+        self._run_state = run
+
+
+class _Run:
+    """The ladders of a run: the wrapped sampler's copy on the tempered energy, its
+    chain state (n_ladders * T chains), the βs and the index process."""
+
+    def __init__(self, pt, inner, reference, tempered_type, x0, n_ladders, d, seed,
+                 _state=None):
+        from ..random import INIT
+        from .base import _key
+
+        self.pt = pt
+        self.L, self.T, self.d = n_ladders, pt.n_temperatures, d
+        n = self.L * self.T
+        self.betas = pt.betas.copy()
+        self.row_betas = np.tile(self.betas, self.L)
+        self.reference = reference
+        self.path = tempered_type(inner.energy, reference, self.row_betas)
+        t = self.tempered = tempered_copy(inner, self.path)
+        self.cold_rows = np.arange(self.L) * self.T + self.T - 1
+        self.bottom_rows = np.arange(self.L) * self.T
+        self.history = []
+        if _state is not None:
+            self.st = _state
+        else:
+            key = _key(pt.seed if seed is None else seed)
+            dtype = inner.dtype or (x0.dtype if x0 is not None else np.dtype(np.float64))
+            if x0 is None:
+                z = t._draw_normal(key, n, d, 0, np.dtype(np.float64), INIT)
+                xs = reference.transform(z).astype(dtype)
+            else:
+                xs = np.repeat(np.asarray(x0, dtype=dtype), self.T, axis=0)
+            self.st = ChainState(np.ascontiguousarray(xs), np.zeros(n, np.uint64), key, 0, 0)
+            t._init_state_fields(self.st)
+            self.ref_streams = self._streams(REFERENCE)
+            self.swap_streams = self._streams(SWAP)
+            self.perm = np.tile(np.arange(self.T), (self.L, 1))
+            # Per replica: +1 after it last touched the top, -1 the bottom, 0 neither.
+            self.last_end = np.zeros((self.L, self.T), np.int8)
+            self.trips = np.zeros(self.L, np.int64)
+
+    def _streams(self, stream):
+        s = ChainStreams(n_chains=self.L, chain_offset=0, stream=stream)
+        s.set_state({"key": self.st.key, "positions": np.zeros(self.L, np.uint64),
+                     "chain_offset": 0, "stream": stream})
+        return s
+
+    def set_betas(self, betas):
+        self.betas = betas
+        self.row_betas[:] = np.tile(betas, self.L)  # in place: the kernels read it
+
+    def check_resume(self, n_samples, dim):
+        if n_samples is not None and check_int(n_samples, "n_samples", 1) != self.L:
+            raise ValueError(f"n_samples={n_samples} disagrees with the {self.L} ladders "
+                             "being resumed")
+        if dim is not None and check_int(dim, "dim", 1) != self.d:
+            raise ValueError(f"dim={dim} disagrees with the state being resumed "
+                             f"(dim {self.d})")
+
+    def to_dict(self):
+        state = self.st.to_dict()
+        state.update(pt_betas=self.betas.copy(), pt_ladders=np.int64(self.L),
+                     pt_ref_pos=self.ref_streams.positions,
+                     pt_swap_pos=self.swap_streams.positions, pt_perm=self.perm.copy(),
+                     pt_last_end=self.last_end.copy(), pt_trips=self.trips.copy())
+        return state
+
+    @classmethod
+    def from_dict(cls, pt, inner, reference, tempered_type, state, betas):
+        if len(betas) != pt.n_temperatures:
+            raise ValueError(f"the state has {len(betas)} temperatures, this sampler "
+                             f"{pt.n_temperatures}")
+        st = ChainState.from_dict(state, inner.state_fields, np.asarray)
+        n_ladders = int(state["pt_ladders"])
+        self = cls(pt, inner, reference, tempered_type, None, n_ladders, st.dim, None,
+                   _state=st)
+        self.set_betas(betas)
+        self.ref_streams = self._streams(REFERENCE)
+        self.ref_streams._pos[:] = state["pt_ref_pos"]
+        self.swap_streams = self._streams(SWAP)
+        self.swap_streams._pos[:] = state["pt_swap_pos"]
+        self.perm = np.array(state["pt_perm"])
+        self.last_end = np.array(state["pt_last_end"])
+        self.trips = np.array(state["pt_trips"])
+        return self
+
+
+class _Swaps:
+    """The step-major hook of a tempered run: exact reference draws at β = 0, the even–odd
+    swaps, the index process, the swap statistics and, after burn-in, the recording of
+    the β = 1 chains and the stepping stones."""
+
+    def __init__(self, run, burn_in, n_steps, thin, want_traj, want_diag):
+        self.run = run
+        self.step0 = run.st.step
+        self.burn_in, self.thin = burn_in, thin
+        L, T, d = run.L, run.T, run.d
+        self.n_kept = n_steps // thin
+        self.want_diag = want_diag
+        dtype = run.st.x.dtype
+        self.traj = np.empty((L, self.n_kept, d), dtype) if want_traj else None
+        if want_diag:
+            self.energy = np.empty((self.n_kept, L), dtype)
+            self.grad_norm = np.empty((self.n_kept, L))
+            self.accepted = np.zeros((self.n_kept, L), bool)
+            self.mean = np.empty((self.n_kept, d))
+            self.var = np.empty((self.n_kept, d))
+        self.rej_sum = np.zeros(T - 1)
+        self.rej_count = np.zeros(T - 1)
+        self.acc_sum = np.zeros(T - 1)
+        # Running log-sum-exp of the stepping stones, per ladder and pair.
+        self.ss_max = np.full((L, T - 1), -np.inf)
+        self.ss_sum = np.zeros((L, T - 1))
+        self.ss_count = 0
+        self.trips0 = run.trips.copy()
+        self.n_steps_done = 0
+        self.prev_accepted = None
+
+    def rejection(self):
+        """Mean swap rejection per neighbouring pair (NaN where no swap was tried)."""
+        with np.errstate(invalid="ignore"):
+            return self.rej_sum / self.rej_count
+
+    def __call__(self, i, out, runner):
+        run = self.run
+        L, T = run.L, run.T
+        t = self.step0 + i  # the sampler's step count: parity and streams follow it
+        x, _, _ = runner.arrays()
+        dtype = x.dtype
+        path, reference = run.path, run.reference
+        # β = 0 is the reference itself: draw it exactly.
+        z = run.ref_streams.normal(run.d, np.float64)
+        x[run.bottom_rows] = reference.transform(z).astype(dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            e, g = path.base_energy_and_gradient(x)
+            e_ref, g_ref = reference.energy_and_gradient(x)
+            dv = (e.astype(np.float64) - e_ref).reshape(L, T)
+            betas = run.betas
+            if i >= self.burn_in:
+                self._stepping_stones(dv, betas)
+            # Swaps of the pairs (k, k + 1) with k of this step's parity.
+            u = run.swap_streams.uniform(T - 1)
+            ks = np.arange(t % 2, T - 1, 2)
+            log_a = (betas[ks + 1] - betas[ks]) * (dv[:, ks + 1] - dv[:, ks])
+            log_a = np.where(np.isnan(log_a), -np.inf, log_a)
+            self.rej_sum[ks] += (1.0 - np.exp(np.minimum(log_a, 0.0))).sum(axis=0)
+            self.rej_count[ks] += L
+            take = np.log(u[:, ks]) < log_a
+            self.acc_sum[ks] += take.sum(axis=0)
+        lad, kk = np.nonzero(take)
+        if len(lad):
+            a = lad * T + ks[kk]
+            b = a + 1
+            for arr in (x, e, g, e_ref, g_ref, *run.st.extra.values()):
+                arr[a], arr[b] = arr[b].copy(), arr[a].copy()
+            pa, pb = ks[kk], ks[kk] + 1
+            run.perm[lad, pa], run.perm[lad, pb] = run.perm[lad, pb], run.perm[lad, pa]
+        self._round_trips()
+        et, gt = path.combine(e, g, e_ref, g_ref, dtype)
+        runner.set_evaluated(et, gt)
+        if i >= self.burn_in:
+            self._record(i - self.burn_in, x, e, g, out)
+
+    def _stepping_stones(self, dv, betas):
+        v = -(betas[1:] - betas[:-1]) * dv[:, :-1]
+        v = np.where(np.isnan(v), -np.inf, v)
+        m = np.maximum(self.ss_max, v)
+        finite = np.isfinite(m)
+        scale = np.where(finite, np.exp(np.where(finite, self.ss_max - m, 0.0)), 0.0)
+        add = np.where(finite, np.exp(np.where(finite, v - m, 0.0)), 0.0)
+        self.ss_sum = self.ss_sum * scale + add
+        self.ss_max = m
+        self.ss_count += 1
+
+    def _round_trips(self):
+        """A replica's round trip: from the bottom to the top and back to the bottom."""
+        run = self.run
+        lad = np.arange(run.L)
+        bottom, top = run.perm[:, 0], run.perm[:, -1]
+        came_back = run.last_end[lad, bottom] == 1
+        run.trips += came_back
+        run.last_end[lad, bottom] = -1
+        run.last_end[lad, top] = 1
+
+    def _record(self, j, x, e, g, out):
+        run = self.run
+        cold = run.cold_rows
+        n_acc = out["n_accepted"][cold].copy()
+        moved = n_acc != self.prev_accepted if self.prev_accepted is not None else None
+        self.prev_accepted = n_acc
+        if (j + 1) % self.thin:
+            return
+        k = (j + 1) // self.thin - 1
+        if self.traj is not None:
+            self.traj[:, k] = x[cold]
+        if self.want_diag:
+            xc = x[cold].astype(np.float64)
+            self.energy[k] = e[cold]
+            self.grad_norm[k] = np.sqrt((g[cold].astype(np.float64) ** 2).sum(axis=1))
+            self.accepted[k] = moved if moved is not None else out["alpha"][cold] > 0
+            self.mean[k] = xc.mean(axis=0)
+            self.var[k] = xc.var(axis=0)
+
+    def log_z(self):
+        """``(log Z, its standard error over ladders, per-ladder log Z)``."""
+        run = self.run
+        if self.ss_count == 0:
+            return np.nan, np.nan, np.full(run.L, np.nan)
+        n = self.ss_count
+        with np.errstate(divide="ignore"):
+            per_pair = self.ss_max + np.log(self.ss_sum) - math.log(n)  # (L, T - 1)
+            ladder = run.reference.log_z + per_pair.sum(axis=1)
+            m = self.ss_max.max(axis=0)
+            pooled = m + np.log((self.ss_sum * np.exp(self.ss_max - m)).sum(axis=0)) \
+                - math.log(n * run.L)
+        log_z = run.reference.log_z + pooled.sum()
+        se = ladder.std(ddof=1) / math.sqrt(run.L) if run.L > 1 else np.nan
+        return float(log_z), float(se), ladder
+
+    def diagnostics(self, out):
+        from ..diagnostics import Diagnostics
+
+        run = self.run
+        cold = run.cold_rows
+        rej = self.rejection()
+        _, cumulative = respace(run.betas, rej)
+        barrier = float(cumulative[-1])
+        log_z, se, ladder = self.log_z()
+        steps = max(self.n_kept * self.thin, 1)
+        sched = run.tempered._schedules(self.step0, self.n_kept * self.thin)
+        with np.errstate(invalid="ignore"):
+            swap_acc = self.acc_sum / self.rej_count
+        return Diagnostics(
+            energy=self.energy, acceptance_rate=self.accepted.mean(axis=1),
+            mean=self.mean.astype(run.st.x.dtype), var=self.var.astype(run.st.x.dtype),
+            grad_norm=self.grad_norm,
+            step_size=np.asarray(sched["step_size"][self.thin - 1::self.thin]),
+            divergences=out["divergences"][cold].copy(), accepted=self.accepted,
+            n_accepted=out["n_accepted"][cold].copy(),
+            betas=run.betas.copy(), swap_acceptance=swap_acc, barrier=np.float64(barrier),
+            local_barrier=cumulative, suggested_n_temperatures=np.int64(
+                max(2, math.ceil(2 * barrier))),
+            round_trips=run.trips - self.trips0,
+            round_trip_rate=np.float64((run.trips - self.trips0).sum() / (run.L * steps)),
+            log_z=np.float64(log_z), log_z_se=np.float64(se), ladder_log_z=ladder,
+            rejection_history=np.array(run.history) if run.history else
+            np.zeros((0, run.T - 1)))

@@ -1,0 +1,310 @@
+"""Parallel tempering and annealed importance sampling: statistics against closed forms,
+the adaptive schedules, exactness of resume and threads, and bad input.
+
+Tolerances come from standard errors: log Z within 3 SE (the SE from the spread of
+independent ladders), probabilities within 5 MCSE (ArviZ-style ESS over ladders).
+"""
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from npebm.diagnostics import mcse, rhat
+from npebm.energies import CompiledEnergy, Energy, GaussianEnergy
+from npebm.samplers import (MALA, AnnealedImportanceSampling, HamiltonianMonteCarlo,
+                            LangevinDynamics, ParallelTempering, SamplingWarning,
+                            UnderdampedLangevin)
+
+
+def _many_well(x, grad, params):
+    e = 0.0
+    for i in range(0, x.shape[0], 2):
+        a = x[i]
+        b = x[i + 1]
+        e += a ** 4 - 6.0 * a ** 2 - 0.5 * a + 0.5 * b ** 2
+        grad[i] = 4.0 * a ** 3 - 12.0 * a - 0.5
+        grad[i + 1] = b
+    return e
+
+
+MANY_WELL = CompiledEnergy(_many_well, dim=32)
+MANY_WELL_LOG_Z = 16 * (math.log(11784.50927) + 0.5 * math.log(2 * math.pi))  # 164.6957
+P_RIGHT = 0.8443  # P(x > 0) of each pair's first coordinate
+
+
+def _mixture(x, grad, params):
+    """-log of w N((-5, 0), I) + (1 - w) N((5, 0), I): normalised, so log Z = 0."""
+    (w,) = params
+    a0 = x[0] + 5.0
+    a1 = x[0] - 5.0
+    b = x[1]
+    l0 = math.log(w) - 0.5 * (a0 * a0 + b * b)
+    l1 = math.log(1.0 - w) - 0.5 * (a1 * a1 + b * b)
+    m = max(l0, l1)
+    p0 = math.exp(l0 - m)
+    p1 = math.exp(l1 - m)
+    s = p0 + p1
+    grad[0] = (p0 * a0 + p1 * a1) / s
+    grad[1] = b
+    return -(m + math.log(s)) + math.log(2.0 * math.pi)
+
+
+W_LEFT = 0.3
+MIXTURE = CompiledEnergy(_mixture, params=(W_LEFT,), dim=2)
+
+
+def _indicator_mcse(series):
+    """Mean and MCSE of a (chains, draws) series."""
+    return float(series.mean()), float(mcse(series[:, :, None])[0])
+
+
+def test_many_well_log_z_and_mode_weights():
+    """Catches: a wrong swap test, a wrong stepping stone (sign, missing reference
+    normaliser), a tempered gradient that is not the path's, or lost mode weights."""
+    hmc = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=5, seed=3)
+    pt = ParallelTempering(hmc, n_temperatures=12)
+    x, d = pt.sample(n_samples=16, n_steps=1200, burn_in=600, return_trajectory=True,
+                     return_diagnostics=True)
+    assert x.shape == (16, 1200, 32)
+    err = d["log_z"] - MANY_WELL_LOG_Z
+    assert abs(err) < 3 * d["log_z_se"] and abs(err) < 0.5, (d["log_z"], d["log_z_se"])
+    right = (x[:, :, 0::2] > 0).mean(axis=2)
+    p, se = _indicator_mcse(right)
+    assert abs(p - P_RIGHT) < 5 * se, (p, se)
+    assert d["round_trips"].sum() > 0 and d["barrier"] > 0
+    assert d["suggested_n_temperatures"] >= 2
+
+
+def test_plain_hmc_fails_on_many_well():
+    """The reason for tempering: HMC started in the left wells stays there."""
+    hmc = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=5, seed=3)
+    x0 = np.tile(np.array([-1.7, 0.0] * 16), (16, 1))
+    x = hmc.sample(x=x0, n_steps=1200, return_trajectory=True)
+    p, se = _indicator_mcse((x[:, :, 0::2] > 0).mean(axis=2))
+    assert abs(p - P_RIGHT) > 5 * max(se, 1e-3), (p, se)
+
+
+def test_mixture_weights_and_rhat():
+    """Catches: mode proportions that follow the reference instead of the target."""
+    hmc = HamiltonianMonteCarlo(MIXTURE, step_size=0.4, n_leapfrog_steps=5, seed=0)
+    pt = ParallelTempering(hmc, n_temperatures=8, reference=([0.0, 0.0], 16.0))
+    x, d = pt.sample(n_samples=16, n_steps=2000, burn_in=500, return_trajectory=True,
+                     return_diagnostics=True)
+    left, se = _indicator_mcse((x[:, :, 0] < 0).astype(float))
+    assert abs(left - W_LEFT) < 5 * se, (left, se)
+    assert rhat(x).max() < 1.01
+    assert abs(d["log_z"]) < 3 * d["log_z_se"] + 1e-9
+    plain = HamiltonianMonteCarlo(MIXTURE, step_size=0.4, n_leapfrog_steps=5, seed=0)
+    y = plain.sample(n_samples=16, n_steps=2000, burn_in=500, return_trajectory=True)
+    assert rhat(y).max() > 1.2
+
+
+def _diagonal_gaussian(x, grad, params):
+    mean, precision = params
+    e = 0.0
+    for i in range(x.shape[0]):
+        g = precision[i] * (x[i] - mean[i])
+        grad[i] = g
+        e += 0.5 * g * (x[i] - mean[i])
+    return e
+
+
+def _gaussian_case(dim):
+    """A diagonal Gaussian energy (unnormalised) and its log Z, (2π)^{d/2} |Σ|^{1/2}."""
+    rng = np.random.default_rng(dim)
+    scales = rng.uniform(0.5, 2.0, dim)
+    energy = CompiledEnergy(_diagonal_gaussian, params=(rng.normal(size=dim), scales ** -2),
+                            dim=dim)
+    return energy, 0.5 * dim * math.log(2 * math.pi) + np.log(scales).sum()
+
+
+@pytest.mark.parametrize("dim", [2, 50])
+def test_gaussian_log_z(dim):
+    """log Z of an unnormalised Gaussian within 3 SE."""
+    energy, truth = _gaussian_case(dim)
+    hmc = HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=5, seed=1)
+    pt = ParallelTempering(hmc, n_temperatures=10 if dim == 50 else 6)
+    _, d = pt.sample(n_samples=12, n_steps=800, burn_in=400, return_diagnostics=True)
+    assert abs(d["log_z"] - truth) < 3 * d["log_z_se"], (d["log_z"], truth, d["log_z_se"])
+
+
+def test_adaptation_equalises_rejection():
+    hmc = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=3, seed=2)
+    pt = ParallelTempering(hmc, n_temperatures=10)
+    _, d = pt.sample(n_samples=8, n_steps=10, burn_in=16 + 32 + 64 + 128 + 256,
+                     return_diagnostics=True)
+    spread = d["rejection_history"].std(axis=1)
+    assert len(spread) == 5
+    assert spread[-1] < 0.5 * spread[0], spread
+    assert d["betas"][0] == 0 and d["betas"][-1] == 1 and (np.diff(d["betas"]) > 0).all()
+
+
+class _ArrayGaussian(Energy):
+    """N(1, 0.25 I) as array code: it runs on the vectorised path (no compilation)."""
+
+    def energy(self, x):
+        return 0.5 * ((x - 1.0) ** 2).sum(axis=1) / 0.25
+
+    def gradient(self, x):
+        return (x - 1.0) / 0.25
+
+
+def _final(sampler_type, energy, n_steps, resume_split=None, **kw):
+    pt = ParallelTempering(sampler_type(energy, seed=4, **kw), n_temperatures=4,
+                           schedule="fixed")
+    if resume_split is None:
+        return pt.sample(n_samples=5, dim=2, n_steps=n_steps, burn_in=7)
+    pt.sample(n_samples=5, dim=2, n_steps=resume_split, burn_in=7)
+    return pt.sample(n_steps=n_steps - resume_split, resume=True)
+
+
+@pytest.mark.parametrize("sampler_type,energy,kw", [
+    (LangevinDynamics, _ArrayGaussian(), {"step_size": 0.05}),
+    (MALA, _ArrayGaussian(), {"step_size": 0.3}),
+    (UnderdampedLangevin, _ArrayGaussian(), {"step_size": 0.1}),
+    (HamiltonianMonteCarlo, MIXTURE, {"step_size": 0.2, "n_leapfrog_steps": 3})])
+def test_resume_is_bit_identical(sampler_type, energy, kw):
+    """Catches: swap parity or reference and swap streams that restart with a call."""
+    one = _final(sampler_type, energy, 30, **kw)
+    two = _final(sampler_type, energy, 30, resume_split=11, **kw)
+    assert np.array_equal(one, two)
+
+
+def test_state_round_trip_resumes_bit_identically():
+    s = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=3, seed=9)
+    pt = ParallelTempering(s, n_temperatures=5)
+    pt.sample(n_samples=3, n_steps=20, burn_in=20)
+    state = {k: np.array(v) for k, v in pt.get_state().items()}
+    a = pt.sample(n_steps=15, resume=True)
+    other = ParallelTempering(HamiltonianMonteCarlo(MANY_WELL, step_size=0.1,
+                                                    n_leapfrog_steps=3, seed=9),
+                              n_temperatures=5)
+    other.set_state(state)
+    b = other.sample(n_steps=15, resume=True)
+    assert np.array_equal(a, b)
+
+
+def test_vectorised_energy_log_z():
+    """An energy written as array code runs the vectorised path, tempered the same way."""
+    pt = ParallelTempering(MALA(_ArrayGaussian(), step_size=0.1, seed=0), n_temperatures=5)
+    _, d = pt.sample(dim=3, n_samples=8, n_steps=400, burn_in=200, return_diagnostics=True)
+    truth = 1.5 * math.log(2 * math.pi * 0.25)
+    assert abs(d["log_z"] - truth) < 3 * d["log_z_se"], (d["log_z"], truth)
+
+
+_THREADS = textwrap.dedent("""
+    import hashlib, sys
+    sys.path.insert(0, {tests!r})
+    from test_tempering import MANY_WELL
+    from npebm import _threads
+    from npebm.samplers import HamiltonianMonteCarlo, ParallelTempering
+    pt = ParallelTempering(HamiltonianMonteCarlo(MANY_WELL, step_size=0.1,
+                                                 n_leapfrog_steps=3, seed=5),
+                           n_temperatures=6)
+    x, d = pt.sample(n_samples=40, n_steps=30, burn_in=40, return_trajectory=True,
+                     return_diagnostics=True)
+    h = hashlib.sha256(x.tobytes())
+    for k in ("betas", "log_z", "round_trips", "swap_acceptance", "energy"):
+        h.update(d[k].tobytes())
+    print(_threads._n_threads(), h.hexdigest())
+""")
+
+
+def test_bit_identical_for_one_and_two_threads():
+    script = _THREADS.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    results = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        results.append(out.stdout.split())
+    assert [r[0] for r in results] == ["1", "2"]
+    assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"betas": [0.0, 0.5, 0.4, 1.0]}, "strictly increasing"),
+    ({"betas": [0.0, 0.5, 1.2]}, r"\[0, 1\]"),
+    ({"betas": [0.0, 0.5, 0.9]}, "end at 1"),
+    ({"betas": [0.1, 0.5, 1.0]}, "start at 0"),
+    ({"n_temperatures": 1}, "n_temperatures"),
+    ({"n_temperatures": 3, "betas": [0.0, 1.0]}, "disagrees"),
+    ({"schedule": "geometric"}, "schedule"),
+    ({"reference": "normal"}, "reference"),
+])
+def test_bad_arguments(kwargs, match):
+    s = MALA(GaussianEnergy([0.0, 0.0], np.eye(2)))
+    with pytest.raises((TypeError, ValueError), match=match):
+        ParallelTempering(s, **kwargs)
+
+
+def test_bad_reference_dim_and_sampler():
+    s = MALA(GaussianEnergy([0.0, 0.0], np.eye(2)))
+    pt = ParallelTempering(s, reference=([0.0, 0.0, 0.0], 1.0))
+    with pytest.raises(ValueError, match="reference"):
+        pt.sample(n_samples=2, n_steps=5)
+    with pytest.raises(TypeError, match="sampler"):
+        ParallelTempering(GaussianEnergy([0.0], [[1.0]]))
+    with pytest.raises(RuntimeError, match="not run yet"):
+        ParallelTempering(s).sample(n_steps=3, resume=True)
+
+
+# ----------------------------------------------------------------------------- AIS
+
+def test_ais_many_well_log_z():
+    """Catches: a wrong weight increment (sign, β step), a missing reference normaliser,
+    transitions that do not target π_β."""
+    import npebm
+
+    hmc = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=5, seed=1)
+    ais = npebm.AnnealedImportanceSampling(transition=hmc, n_steps=2)
+    with pytest.warns(SamplingWarning, match="ESS"):
+        r = ais.run(1024)
+    err = r.log_z - MANY_WELL_LOG_Z
+    assert abs(err) < 3 * r.log_z_se and abs(err) < 0.5, (r.log_z, r.log_z_se)
+    assert r.weights.shape == (1024,) and abs(r.weights.sum() - 1) < 1e-12
+    assert r.samples.shape == (1024, 32) and 1 <= r.ess <= 1024
+    assert r.betas[0] == 0 and r.betas[-1] == 1 and (np.diff(r.betas) > 0).all()
+
+
+@pytest.mark.parametrize("dim", [2, 50])
+def test_ais_gaussian_log_z(dim):
+    energy, truth = _gaussian_case(dim)
+    hmc = HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=5, seed=2)
+    r = AnnealedImportanceSampling(transition=hmc, reference=(np.zeros(dim), 4.0)).run(512)
+    assert abs(r.log_z - truth) < 3 * r.log_z_se, (r.log_z, truth, r.log_z_se)
+
+
+def test_ais_fixed_schedule_and_bad_input():
+    hmc = HamiltonianMonteCarlo(MIXTURE, step_size=0.4, n_leapfrog_steps=5, seed=0)
+    r = AnnealedImportanceSampling(transition=hmc, n_temperatures=200,
+                                   reference=([0.0, 0.0], 16.0)).run(512)
+    assert len(r.betas) == 200
+    assert abs(r.log_z) < 3 * r.log_z_se
+    with pytest.raises(ValueError, match="strictly increasing"):
+        AnnealedImportanceSampling(MIXTURE, betas=[0.0, 0.6, 0.5, 1.0])
+    with pytest.raises(ValueError, match="end at 1"):
+        AnnealedImportanceSampling(MIXTURE, betas=[0.0, 0.5])
+    with pytest.raises(TypeError, match="transition"):
+        AnnealedImportanceSampling(MIXTURE, transition=MIXTURE)
+    with pytest.raises(ValueError, match="reference"):
+        AnnealedImportanceSampling(MIXTURE, reference=(np.zeros(3), 1.0)).run(10)
+    with pytest.raises(ValueError, match="n_samples"):
+        AnnealedImportanceSampling(MIXTURE).run(1)
+
+
+def test_log_likelihood():
+    import npebm
+
+    energy = GaussianEnergy(np.zeros(2), np.eye(2))
+    x = np.array([[0.0, 0.0], [1.0, 2.0]])
+    ll = npebm.log_likelihood(energy, x, math.log(2 * math.pi))
+    expected = -0.5 * (x ** 2).sum(axis=1) - math.log(2 * math.pi)
+    assert np.allclose(ll, expected)
+    with pytest.raises(ValueError, match="log_z"):
+        npebm.log_likelihood(energy, x, float("nan"))
