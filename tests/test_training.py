@@ -257,3 +257,41 @@ def test_arguments_are_checked():
     g = GaussianEnergy(np.zeros(2), np.eye(2))
     with pytest.raises(TypeError, match="ParametricEnergy"):
         ContrastiveDivergence(g, LangevinDynamics(g)).gradient(np.zeros((3, 2)))
+
+
+def test_parallel_tempering_draws_the_negatives():
+    """PT-CD: a ParallelTempering sampler is accepted; each chain of the batch is the
+    β = 1 end of its own ladder, so the negatives have the batch's shape, and the
+    negatives of a broad two-mode energy reach both modes from a one-mode batch."""
+    from npebm.samplers import HamiltonianMonteCarlo, ParallelTempering
+
+    class TwoWells(ParametricEnergy):
+        """E = h (x² − 1)², one learnable h (wells at ±1)."""
+
+        def __init__(self):
+            self.dim = 1
+            self.params = {"h": np.array(6.0)}
+
+        def energy(self, x):
+            return self.params["h"] * ((x[:, 0] ** 2 - 1.0) ** 2)
+
+        def gradient(self, x):
+            return (4.0 * self.params["h"] * x[:, 0] * (x[:, 0] ** 2 - 1.0))[:, None]
+
+        def parameter_gradient(self, x):
+            return {"h": (x[:, 0] ** 2 - 1.0) ** 2}
+
+    energy = TwoWells()
+    hmc = HamiltonianMonteCarlo(energy, step_size=0.1, n_leapfrog_steps=5)
+    batch = np.full((200, 1), -1.0)
+    plain = ContrastiveDivergence(energy, hmc, k_steps=30, seed=0)
+    _, neg = plain.negatives(batch)
+    assert (neg > 0).mean() < 0.05  # HMC alone stays in the batch's well
+    pt = ParallelTempering(hmc, n_temperatures=6, schedule="fixed")
+    cd = ContrastiveDivergence(energy, pt, k_steps=30, seed=0)
+    data, neg = cd.negatives(batch)
+    assert neg.shape == batch.shape
+    right = (neg > 0).mean()
+    se = 0.5 / np.sqrt(len(batch))  # independent ladders, P = 1/2 by symmetry
+    assert abs(right - 0.5) < 5 * se, right
+    assert set(cd.gradient(batch)) == {"h"}

@@ -41,8 +41,11 @@ class ContrastiveDivergence:
     energy : Energy
         The energy being trained: a ``TorchEnergy`` (``cd(batch)`` then returns a torch
         loss to back-propagate) or a ``ParametricEnergy`` (``cd.gradient(batch)``).
-    sampler : LangevinDynamics, MALA or HamiltonianMonteCarlo
-        Draws the negatives; it must sample ``energy``.
+    sampler : ChainSampler or ParallelTempering
+        LangevinDynamics, MALA, HamiltonianMonteCarlo, UnderdampedLangevin, or
+        ParallelTempering around one of them.  Draws the negatives; it must sample ``energy``.  With ``ParallelTempering``
+        (PT-CD) each chain of a batch is the β = 1 end of its own ladder, so negatives
+        cross between modes that a single chain would not leave.
     k_steps : int
         MCMC steps per call.
     persistent : bool
@@ -103,9 +106,12 @@ class ContrastiveDivergence:
                 energy = TorchEnergy(energy)
         if not isinstance(energy, Energy):
             raise TypeError(f"energy must be an npebm Energy, got {type(energy).__name__}")
-        if not isinstance(sampler, ChainSampler):
-            raise TypeError("sampler must be an npebm sampler (LangevinDynamics, MALA or "
-                            f"HamiltonianMonteCarlo), got {type(sampler).__name__}")
+        from ..samplers.tempering import ParallelTempering
+
+        if not isinstance(sampler, (ChainSampler, ParallelTempering)):
+            raise TypeError("sampler must be an npebm sampler (LangevinDynamics, MALA, "
+                            "HamiltonianMonteCarlo, UnderdampedLangevin or "
+                            f"ParallelTempering), got {type(sampler).__name__}")
         if sampler.energy is not energy:
             raise ValueError("sampler samples a different energy than the one being trained: "
                              "build it with the same energy object")

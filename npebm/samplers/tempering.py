@@ -180,6 +180,11 @@ class ParallelTempering:
         self.seed = sampler.seed if seed is None else seed
         self._run_state = None
 
+    @property
+    def energy(self):
+        """The target's energy (the wrapped sampler's)."""
+        return self.sampler.energy
+
     # ------------------------------------------------------------------ public API
     def sample(self, x=None, dim=None, n_samples=None, n_steps=100, thin=1, burn_in=0,
                return_trajectory=False, return_diagnostics=False, progress=False,
@@ -204,7 +209,9 @@ class ParallelTempering:
             ``swap_acceptance`` (T - 1,), ``barrier`` (Λ), ``local_barrier`` (T,)
             (Λ(β_k)), ``suggested_n_temperatures`` (about 2Λ), ``round_trips``
             (n_samples,), ``round_trip_rate`` (per ladder and step), ``log_z``,
-            ``log_z_se`` and ``ladder_log_z`` (n_samples,).
+            ``log_z_se`` and ``ladder_log_z`` (n_samples,); ``index_process``
+            (n_kept, n_samples, T), the replica at each temperature; per burn-in round,
+            ``rejection_history`` (n_rounds, T - 1) and ``round_log_z`` (n_rounds,).
         """
         from .base import check_run_arguments
 
@@ -277,10 +284,11 @@ class ParallelTempering:
                 length *= 2
         for length in rounds:
             swaps = _Swaps(run, burn_in=length, n_steps=0, thin=1, want_traj=False,
-                           want_diag=False)
+                           want_diag=False, stones_from=0)
             run.tempered._run(run.st, run.tempered._schedule_from(run.st.step), length, 0,
                               1, False, False, progress, between=swaps)
             run.history.append(swaps.rejection())
+            run.round_log_z.append(swaps.log_z()[0])
             if self.schedule == "adaptive":
                 run.set_betas(respace(run.betas, swaps.rejection())[0])
 
@@ -321,7 +329,8 @@ class _Run:
         t = self.tempered = tempered_copy(inner, self.path)
         self.cold_rows = np.arange(self.L) * self.T + self.T - 1
         self.bottom_rows = np.arange(self.L) * self.T
-        self.history = []
+        self.history = []  # per burn-in round: the swap rejection of each pair
+        self.round_log_z = []  # per burn-in round: its stepping-stone log Z
         if _state is not None:
             self.st = _state
         else:
@@ -392,10 +401,11 @@ class _Swaps:
     swaps, the index process, the swap statistics and, after burn-in, the recording of
     the β = 1 chains and the stepping stones."""
 
-    def __init__(self, run, burn_in, n_steps, thin, want_traj, want_diag):
+    def __init__(self, run, burn_in, n_steps, thin, want_traj, want_diag, stones_from=None):
         self.run = run
         self.step0 = run.st.step
         self.burn_in, self.thin = burn_in, thin
+        self.stones_from = burn_in if stones_from is None else stones_from
         L, T, d = run.L, run.T, run.d
         self.n_kept = n_steps // thin
         self.want_diag = want_diag
@@ -407,6 +417,7 @@ class _Swaps:
             self.accepted = np.zeros((self.n_kept, L), bool)
             self.mean = np.empty((self.n_kept, d))
             self.var = np.empty((self.n_kept, d))
+            self.index = np.empty((self.n_kept, L, T), np.int16)
         self.rej_sum = np.zeros(T - 1)
         self.rej_count = np.zeros(T - 1)
         self.acc_sum = np.zeros(T - 1)
@@ -438,7 +449,7 @@ class _Swaps:
             e_ref, g_ref = reference.energy_and_gradient(x)
             dv = (e.astype(np.float64) - e_ref).reshape(L, T)
             betas = run.betas
-            if i >= self.burn_in:
+            if i >= self.stones_from:
                 self._stepping_stones(dv, betas)
             # Swaps of the pairs (k, k + 1) with k of this step's parity.
             u = run.swap_streams.uniform(T - 1)
@@ -502,6 +513,7 @@ class _Swaps:
             self.accepted[k] = moved if moved is not None else out["alpha"][cold] > 0
             self.mean[k] = xc.mean(axis=0)
             self.var[k] = xc.var(axis=0)
+            self.index[k] = run.perm
 
     def log_z(self):
         """``(log Z, its standard error over ladders, per-ladder log Z)``."""
@@ -546,4 +558,5 @@ class _Swaps:
             round_trip_rate=np.float64((run.trips - self.trips0).sum() / (run.L * steps)),
             log_z=np.float64(log_z), log_z_se=np.float64(se), ladder_log_z=ladder,
             rejection_history=np.array(run.history) if run.history else
-            np.zeros((0, run.T - 1)))
+            np.zeros((0, run.T - 1)), round_log_z=np.array(run.round_log_z, np.float64),
+            index_process=self.index)
