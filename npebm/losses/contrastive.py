@@ -43,9 +43,10 @@ class ContrastiveDivergence:
         loss to back-propagate) or a ``ParametricEnergy`` (``cd.gradient(batch)``).
     sampler : ChainSampler or ParallelTempering
         LangevinDynamics, MALA, HamiltonianMonteCarlo, UnderdampedLangevin, or
-        ParallelTempering around one of them.  Draws the negatives; it must sample ``energy``.  With ``ParallelTempering``
-        (PT-CD) each chain of a batch is the β = 1 end of its own ladder, so negatives
-        cross between modes that a single chain would not leave.
+        ParallelTempering around one of them; draws the negatives and must sample
+        ``energy``.  With ParallelTempering (PT-CD) each chain of a batch is the β = 1
+        end of its own ladder, so negatives cross between modes that a single chain
+        would not leave.
     k_steps : int
         MCMC steps per call.
     persistent : bool
