@@ -22,9 +22,11 @@ The compiled step's signature::
 - ``block``, ``params``: the energy's block function (None when built in) and parameters;
   ``evaluate(block, params, X, G, E, r0, r1)`` fills ``E`` and ``G`` at rows
   ``r0 .. r1 - 1`` of ``X`` (a tempered run's evaluate gives each row its temperature);
-- ``chains`` = ``(X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0)``: states, gradients and
-  energies (advanced in place), the proposal rows, stream positions and caches, the key
-  and the global index of row 0;
+- ``chains`` = ``(X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps)``: states,
+  gradients and energies (advanced in place), the proposal rows, stream positions and
+  caches, the key, the global index of row 0, and each chain's step-size factor c
+  (``steps[r] = (c, sqrt(c))`` in the run's dtype; 1 but in tempered runs): row r steps
+  with η c where the schedule says η;
 - ``extra``: the declared state fields' arrays, in declaration order, ``(n, ...)``;
 - ``args``: the sampler's ``_step_args`` tuple; ``scratch``: its ``_scratch`` tuple;
 - ``info`` = ``(accepted, diverged, alpha, fields)``: the step writes, for each of its
@@ -67,7 +69,7 @@ def build_run_rows(step, evaluate):
     @register_jitable(_nrt=False, forceinline=True)
     def run_rows(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params, chains,
                  extra, args, scratch, info, counts, outs):
-        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
         accepted, diverged, alpha, fields = info
         div, n_acc = counts
         traj, e_out, gn_out, acc_out, moments, info_out = outs
@@ -324,6 +326,12 @@ class CpuRunner:
         self.chains[1][:] = g
         self.have_grad = True
 
+    def set_step_scale(self, scale):
+        """Each chain's step-size factor from the next step on (``st.step_scale``)."""
+        self.st.step_scale = scale
+        n, _ = self.st.x.shape
+        self.chains[11][:] = step_factors(np, scale, n, self.st.x.dtype)
+
     def store(self, st):
         """The chains' state is advanced in place: nothing to copy back."""
 
@@ -338,12 +346,22 @@ def loop_arrays(xp, sampler, st, out):
     E, G = eg if eg is not None else (xp.empty(n, dtype), xp.empty((n, d), dtype))
     chains = (st.x, G, E, xp.empty((n, d), dtype), xp.empty((n, d), dtype),
               xp.empty(n, dtype), st.pos, xp.empty((n, 4), np.uint32),
-              np.uint64(st.key[0]), np.uint64(st.key[1]), np.int64(st.chain_offset))
+              np.uint64(st.key[0]), np.uint64(st.key[1]), np.int64(st.chain_offset),
+              step_factors(xp, st.step_scale, n, dtype))
     extra = tuple(st.extra[f.name] for f in sampler.state_fields)
     info = (xp.zeros(n, np.uint8), xp.zeros(n, np.uint8), out["alpha"],
             xp.zeros((n, len(sampler.info_fields)), np.float64))
     return (eg is not None, chains, extra, sampler._scratch(xp, n, d, dtype), info,
             (out["divergences"], out["n_accepted"]))
+
+
+def step_factors(xp, scale, n, dtype):
+    """``(n, 2)``: each chain's step-size factor c and sqrt(c) in ``dtype`` (ones when
+    ``scale`` is None)."""
+    if scale is None:
+        return xp.ones((n, 2), dtype)
+    c = np.asarray(to_numpy(scale), np.float64)
+    return xp.asarray(np.stack([c, np.sqrt(c)], axis=1).astype(dtype))
 
 
 class VectorRunner:
@@ -370,6 +388,9 @@ class VectorRunner:
         self.extra = st.extra
         self.e, self.g = st.eg if st.eg is not None else (None, None)
         st.eg = None
+        #: (n, 2) step-size factors c, sqrt(c) of chains with their own step size, or None.
+        self.factors = None if st.step_scale is None else step_factors(
+            array_namespace(st.x), st.step_scale, st.x.shape[0], st.x.dtype)
         self.done = 0
 
     def __call__(self, s0, s1, burn_in, thin):
@@ -433,6 +454,12 @@ class VectorRunner:
     def set_evaluated(self, e, g):
         """Energies and gradients at the (changed) states, for the next step."""
         self.e, self.g = e, g
+
+    def set_step_scale(self, scale):
+        """Each chain's step-size factor from the next step on (``st.step_scale``)."""
+        self.st.step_scale = scale
+        self.factors = step_factors(array_namespace(self.x), scale, self.x.shape[0],
+                                    self.x.dtype)
 
     def store(self, st):
         st.x = self.x

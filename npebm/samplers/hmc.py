@@ -38,7 +38,7 @@ def _build_step(evaluate):
 
     @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
-        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
         eta, half_eta, n_leapfrog, jitter, kind, sqrt_m, minv_diag, chol_t, minv = args
         P, zrow, vrow, h0, log_u, hs, acc = scratch
         accepted, diverged, alpha, fields = info
@@ -55,13 +55,13 @@ def _build_step(evaluate):
                 zrow[r, j] = z
             u, p = uniform(k0, k1, chain, NOISE, p, buf, X)
             log_u[r] = math.log(u) if u > 0 else -np.inf
-            hs[r, 0] = h
-            hs[r, 1] = hh
+            hs[r, 0] = h * steps[r, 0]  # the chain's own step size, η c
+            hs[r, 1] = hh * steps[r, 0]
             if jitter > 0:
                 # The step is drawn independently of the state, so each draw is still
                 # a valid (reversible) proposal; it breaks resonances.
                 u, p = uniform(k0, k1, chain, NOISE, p, buf, X)
-                hs[r, 0] = h * (1 + jitter * (2 * u - 1))
+                hs[r, 0] = hs[r, 0] * (1 + jitter * (2 * u - 1))
                 hs[r, 1] = 0.5 * hs[r, 0]
             pos[r] = p
             kin = momentum_row(P, r, zrow[r], kind, sqrt_m, chol_t)
@@ -188,12 +188,16 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
         t = dtype.type
         kind, sqrt_m, minv_diag, chol, minv = self._mass_on_device(dtype, d)
         h, hh = t(sched["step_size"][s]), t(sched["half"][s])
+        if run.factors is not None:  # each chain's own step size (tempered runs)
+            h, hh = h * run.factors[:, 0], hh * run.factors[:, 0]
         z = streams.normal(n, d, dtype)
         u = streams.uniform(n, dtype)
         if self.jitter > 0:  # per chain, after the accept uniform (the kernel's order)
             v = streams.uniform(n, dtype).astype(np.float64)
-            h = (h * (1 + self.jitter * (2 * v - 1))).astype(dtype)[:, None]
+            h = (h * (1 + self.jitter * (2 * v - 1))).astype(dtype)
             hh = (0.5 * h).astype(dtype)
+        if np.ndim(h):
+            h, hh = h[:, None], hh[:, None]
         p = leap.momentum(z, kind, sqrt_m, chol)
         z64 = z.astype(np.float64)
         h0 = e.astype(np.float64) + 0.5 * np.einsum("ij,ij->i", z64, z64)

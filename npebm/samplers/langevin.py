@@ -26,7 +26,7 @@ def _build_step(evaluate):
 
     @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
-        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
         eta, amp, decay, lo, hi, clamp_on = args
         (Z,) = scratch
         accepted, diverged, alpha, fields = info
@@ -38,6 +38,8 @@ def _build_step(evaluate):
             chain = np.uint64(chain0 + r)
             p = pos[r]
             buf = bufs[r]
+            hr = h * steps[r, 0]  # the chain's own step size: η c, σ sqrt(2 η c)
+            ar = a * steps[r, 1]
             if plain:
                 # The row's normals first, then an update the compiler vectorises (the
                 # same numbers: G + 0·x is G for finite x).
@@ -45,11 +47,11 @@ def _build_step(evaluate):
                     z, p = normal(k0, k1, chain, NOISE, p, buf, X)
                     Z[r, j] = z
                 for j in range(d):
-                    XN[r, j] = X[r, j] - h * G[r, j] + a * Z[r, j]
+                    XN[r, j] = X[r, j] - hr * G[r, j] + ar * Z[r, j]
             else:
                 for j in range(d):
                     z, p = normal(k0, k1, chain, NOISE, p, buf, X)
-                    v = X[r, j] - h * (G[r, j] + decay * X[r, j]) + a * z
+                    v = X[r, j] - hr * (G[r, j] + decay * X[r, j]) + ar * z
                     if clamp_on:
                         v = min(max(v, lo), hi)
                     XN[r, j] = v
@@ -176,6 +178,8 @@ class LangevinDynamics(ChainSampler):
         t = x.dtype.type
         z = streams.normal(n, d, x.dtype)
         h, a = t(sched["step_size"][s]), t(sched["amp"][s])
+        if run.factors is not None:  # each chain's own step size (tempered runs)
+            h, a = h * run.factors[:, :1], a * run.factors[:, 1:]
         if self.decay:
             xn = x - h * (g + t(self.decay) * x) + a * z
         else:  # the same numbers (g + 0·x is g for finite x), fewer temporaries

@@ -28,7 +28,7 @@ def _build_step(evaluate):
 
     @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
-        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
         eta, amp, inv4h = args
         half_zz, log_u = scratch
         accepted, diverged, alpha, fields = info
@@ -39,10 +39,12 @@ def _build_step(evaluate):
             chain = np.uint64(chain0 + r)
             p = pos[r]
             buf = bufs[r]
+            hr = h * steps[r, 0]  # the chain's own step size: η c, sqrt(2 η c)
+            ar = a * steps[r, 1]
             zz = 0.0
             for j in range(d):
                 z, p = normal(k0, k1, chain, NOISE, p, buf, X)
-                XN[r, j] = X[r, j] - h * G[r, j] + a * z
+                XN[r, j] = X[r, j] - hr * G[r, j] + ar * z
                 zz += np.float64(z) * np.float64(z)
             u, p = uniform(k0, k1, chain, NOISE, p, buf, X)
             half_zz[r] = 0.5 * zz
@@ -58,10 +60,10 @@ def _build_step(evaluate):
                 w = 0.0
                 for j in range(d):
                     t = np.float64(X[r, j]) - np.float64(XN[r, j]) \
-                        + np.float64(h) * np.float64(GN[r, j])
+                        + np.float64(h * steps[r, 0]) * np.float64(GN[r, j])
                     w += t * t
-                log_alpha = (np.float64(E[r]) - np.float64(EN[r])) - w * inv4h[s] \
-                    + half_zz[r]
+                log_alpha = (np.float64(E[r]) - np.float64(EN[r])) \
+                    - w * (inv4h[s] / np.float64(steps[r, 0])) + half_zz[r]
                 alpha[r] = math.exp(min(log_alpha, 0.0))
                 if log_u[r] < log_alpha:
                     moved = True
@@ -133,17 +135,21 @@ class MALA(ChainSampler):
         x, g, e = run.x, run.g, run.e
         n, d = x.shape
         t = x.dtype.type
-        h = t(sched["step_size"][s])
+        h, a, inv4h = t(sched["step_size"][s]), t(sched["amp"][s]), sched["inv4h"][s]
+        if run.factors is not None:  # each chain's own step size (tempered runs)
+            h, a = h * run.factors[:, :1], a * run.factors[:, 1:]
+            inv4h = inv4h / run.factors[:, 0].astype(np.float64)
         z = streams.normal(n, d, x.dtype)
         u = streams.uniform(n, x.dtype)
-        y = x - h * g + t(sched["amp"][s]) * z
+        y = x - h * g + a * z
         ey, gy = self._evaluate(y)
         ok = np.isfinite(ey) & np.isfinite(gy).all(axis=1) & np.isfinite(y).all(axis=1)
         z64 = z.astype(np.float64)
-        back = x.astype(np.float64) - y.astype(np.float64) + float(h) * gy.astype(np.float64)
+        back = (x.astype(np.float64) - y.astype(np.float64)
+                + np.asarray(h, np.float64) * gy.astype(np.float64))
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             log_alpha = (e.astype(np.float64) - ey.astype(np.float64)
-                         - np.einsum("ij,ij->i", back, back) * sched["inv4h"][s]
+                         - np.einsum("ij,ij->i", back, back) * inv4h
                          + 0.5 * np.einsum("ij,ij->i", z64, z64))
             accepted = ok & (np.log(u.astype(np.float64)) < log_alpha)
             alpha = np.where(ok, np.exp(np.minimum(log_alpha, 0.0)), 0.0)

@@ -66,9 +66,14 @@ class ChainState:
         Chains per block of the CPU loop, whose across-chain moments are summed per
         block; None chooses it from ``n_chains``.  A shard keeps its whole run's value,
         so its sums combine with the other shards' to the whole run's bits.
+    step_scale : array, shape (n_chains,), optional
+        Each chain's step-size factor c (row i steps with c_i times the sampler's step
+        size); None, the default, is 1 for every chain.  Tempered runs set it per
+        temperature.
     """
 
-    def __init__(self, x, pos, key, step=0, chain_offset=0, extra=None, block_rows=None):
+    def __init__(self, x, pos, key, step=0, chain_offset=0, extra=None, block_rows=None,
+                 step_scale=None):
         self.x = x
         self.pos = pos
         self.key = np.asarray(key, np.uint32)
@@ -76,6 +81,7 @@ class ChainState:
         self.chain_offset = int(chain_offset)
         self.extra = dict(extra or {})
         self.block_rows = None if block_rows is None else int(block_rows)
+        self.step_scale = None if step_scale is None else np.asarray(step_scale, np.float64)
         self.eg = None  # energies and gradients at x when known, for the next run to reuse
 
     @property
@@ -102,7 +108,10 @@ class ChainState:
         """A deep copy (arrays copied, on the same device)."""
         return ChainState(self.x.copy(), self.pos.copy(), self.key.copy(), self.step,
                           self.chain_offset, {k: v.copy() for k, v in self.extra.items()},
-                          self.block_rows)
+                          self.block_rows, self._scale(0, self.n_chains))
+
+    def _scale(self, start, stop):
+        return None if self.step_scale is None else self.step_scale[start:stop].copy()
 
     def shard(self, start, stop):
         """Chains ``start .. stop - 1`` as a state of their own (copies), with the
@@ -117,7 +126,7 @@ class ChainState:
         return ChainState(self.x[start:stop].copy(), self.pos[start:stop].copy(),
                           self.key.copy(), self.step, self.chain_offset + start,
                           {k: v[start:stop].copy() for k, v in self.extra.items()},
-                          self.block_rows or rows_per_block(n))
+                          self.block_rows or rows_per_block(n), self._scale(start, stop))
 
     def split(self, bounds):
         """Shards between consecutive ``bounds`` (``0 = b_0 < ... < b_k = n_chains``)."""
@@ -137,7 +146,8 @@ class ChainState:
                                  f"{offset}, got {p.chain_offset}")
             if p.step != first.step or not np.array_equal(p.key, first.key):
                 raise ValueError("shards must share the key and the step count")
-            if sorted(p.extra) != sorted(first.extra):
+            if sorted(p.extra) != sorted(first.extra) or (
+                    (p.step_scale is None) != (first.step_scale is None)):
                 raise ValueError("shards must carry the same state fields")
             offset += p.n_chains
         from ._loop import rows_per_block
@@ -149,16 +159,21 @@ class ChainState:
                    xp.concatenate([p.pos for p in parts]), first.key.copy(), first.step,
                    first.chain_offset,
                    {k: xp.concatenate([p.extra[k] for p in parts]) for k in first.extra},
-                   None if rows is None or rows == rows_per_block(n) else rows)
+                   None if rows is None or rows == rows_per_block(n) else rows,
+                   None if first.step_scale is None else
+                   np.concatenate([p.step_scale for p in parts]))
 
     def to_dict(self):
         """The state as NumPy arrays: ``x``, ``pos``, ``key``, ``step``, ``chain_offset``,
-        one entry per state field, and ``block_rows`` when set (``np.savez``-able)."""
+        one entry per state field, and ``block_rows`` and ``step_scale`` when set
+        (``np.savez``-able)."""
         out = {"x": np.array(to_numpy(self.x)), "pos": np.array(to_numpy(self.pos)),
                "key": self.key.copy(), "step": np.int64(self.step),
                "chain_offset": np.int64(self.chain_offset)}
         if self.block_rows is not None:
             out["block_rows"] = np.int64(self.block_rows)
+        if self.step_scale is not None:
+            out["step_scale"] = self.step_scale.copy()
         for name, value in self.extra.items():
             out[name] = np.array(to_numpy(value))
         return out
@@ -207,9 +222,15 @@ class ChainState:
             block_rows = int(block_rows)
             if block_rows < 1:
                 raise ValueError(f"state['block_rows'] must be positive, got {block_rows}")
+        scale = state.get("step_scale") if hasattr(state, "get") else None
+        if scale is not None:
+            scale = np.array(scale, np.float64)
+            if scale.shape != (x.shape[0],) or not (np.isfinite(scale) & (scale > 0)).all():
+                raise ValueError("state['step_scale'] must hold one positive factor per "
+                                 "chain")
         move = to_device or (lambda a: a)
         return cls(move(x), move(pos.astype(np.uint64)), key, step, chain_offset,
-                   {k: move(v) for k, v in extra.items()}, block_rows)
+                   {k: move(v) for k, v in extra.items()}, block_rows, scale)
 
     def __repr__(self):
         fields = "".join(f", {k}" for k in self.extra)

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .._validation import check_choice, check_int
+from .._validation import check_bool, check_choice, check_int
 from ..random import REFERENCE, SWAP, ChainStreams
 from .state import ChainState
 
@@ -129,6 +129,11 @@ class ParallelTempering:
         "adaptive" re-spaces the βs during burn-in in rounds of doubling length.
     seed : None, int or SeedSequence
         Default seed of ``sample()`` (default: the sampler's).
+    adapt_step_size : bool, optional
+        Tune each temperature's step size during burn-in by dual averaging toward the
+        sampler's ``target_accept``, from the acceptance averaged over ladders (default:
+        when the sampler has an acceptance step, MALA and HMC, and a constant step
+        size).  The sampler's step size is the starting value of every temperature.
 
     Notes
     -----
@@ -152,7 +157,7 @@ class ParallelTempering:
     """
 
     def __init__(self, sampler, n_temperatures=None, betas=None, reference=None,
-                 schedule="adaptive", seed=None):
+                 schedule="adaptive", seed=None, *, adapt_step_size=None):
         from .base import ChainSampler
 
         if isinstance(sampler, ParallelTempering) or not isinstance(sampler, ChainSampler):
@@ -178,6 +183,16 @@ class ParallelTempering:
         self._reference_args = _check_reference(reference)
         self.schedule = check_choice(schedule, "schedule", ("adaptive", "fixed"))
         self.seed = sampler.seed if seed is None else seed
+        has_accept = hasattr(sampler, "target_accept")
+        if adapt_step_size is None:
+            adapt_step_size = has_accept and np.isfinite(sampler._constant_step_size())
+        elif check_bool(adapt_step_size, "adapt_step_size") and not has_accept:
+            raise ValueError(f"adapt_step_size tunes toward an acceptance rate, which "
+                             f"{type(sampler).__name__} does not have")
+        elif adapt_step_size and not np.isfinite(sampler._constant_step_size()):
+            raise ValueError("adapt_step_size needs the sampler's step_size as a float "
+                             "(the starting value), not a scheduler")
+        self.adapt_step_size = bool(adapt_step_size)
         self._run_state = None
 
     @property
@@ -282,13 +297,24 @@ class ParallelTempering:
                 rounds.append(take)
                 left -= take
                 length *= 2
+        from .adaptation import DualAveraging
+
+        base = self.sampler._constant_step_size()
         for length in rounds:
+            adapt = None
+            if self.adapt_step_size:
+                # Each round starts afresh from the last one's averaged steps: the βs,
+                # and so the best steps, have moved.
+                adapt = ([DualAveraging(base * c, self.sampler.target_accept)
+                          for c in run.scales], base)
             swaps = _Swaps(run, burn_in=length, n_steps=0, thin=1, want_traj=False,
-                           want_diag=False, stones_from=0)
+                           want_diag=False, stones_from=0, adapt=adapt)
             run.tempered._run(run.st, run.tempered._schedule_from(run.st.step), length, 0,
                               1, False, False, progress, between=swaps)
             run.history.append(swaps.rejection())
             run.round_log_z.append(swaps.log_z()[0])
+            if adapt is not None:
+                run.set_scales(np.array([da.final_step_size for da in adapt[0]]) / base)
             if self.schedule == "adaptive":
                 run.set_betas(respace(run.betas, swaps.rejection())[0])
 
@@ -341,7 +367,8 @@ class _Run:
                 xs = reference.transform(z).astype(dtype)
             else:
                 xs = np.repeat(np.asarray(x0, dtype=dtype), self.T, axis=0)
-            self.st = ChainState(np.ascontiguousarray(xs), np.zeros(n, np.uint64), key, 0, 0)
+            self.st = ChainState(np.ascontiguousarray(xs), np.zeros(n, np.uint64), key, 0, 0,
+                                 step_scale=np.ones(n))
             t._init_state_fields(self.st)
             self.ref_streams = self._streams(REFERENCE)
             self.swap_streams = self._streams(SWAP)
@@ -349,12 +376,20 @@ class _Run:
             # Per replica: +1 after it last touched the top, -1 the bottom, 0 neither.
             self.last_end = np.zeros((self.L, self.T), np.int8)
             self.trips = np.zeros(self.L, np.int64)
+        if self.st.step_scale is None:
+            self.st.step_scale = np.ones(n)
+        #: Each temperature's step-size factor (times the sampler's step size).
+        self.scales = self.st.step_scale[:self.T].copy()
 
     def _streams(self, stream):
         s = ChainStreams(n_chains=self.L, chain_offset=0, stream=stream)
         s.set_state({"key": self.st.key, "positions": np.zeros(self.L, np.uint64),
                      "chain_offset": 0, "stream": stream})
         return s
+
+    def set_scales(self, scales):
+        self.scales = scales
+        self.st.step_scale = np.tile(scales, self.L)
 
     def set_betas(self, betas):
         self.betas = betas
@@ -401,8 +436,12 @@ class _Swaps:
     swaps, the index process, the swap statistics and, after burn-in, the recording of
     the β = 1 chains and the stepping stones."""
 
-    def __init__(self, run, burn_in, n_steps, thin, want_traj, want_diag, stones_from=None):
+    def __init__(self, run, burn_in, n_steps, thin, want_traj, want_diag, stones_from=None,
+                 adapt=None):
         self.run = run
+        self.adapt = adapt  # (a DualAveraging per temperature, the base step) or None
+        self.alpha_sum = np.zeros(run.T)
+        self.alpha_count = 0
         self.step0 = run.st.step
         self.burn_in, self.thin = burn_in, thin
         self.stones_from = burn_in if stones_from is None else stones_from
@@ -469,6 +508,13 @@ class _Swaps:
             pa, pb = ks[kk], ks[kk] + 1
             run.perm[lad, pa], run.perm[lad, pb] = run.perm[lad, pb], run.perm[lad, pa]
         self._round_trips()
+        alpha = np.asarray(out["alpha"]).reshape(L, T).mean(axis=0)
+        self.alpha_sum += alpha
+        self.alpha_count += 1
+        if self.adapt is not None:
+            das, base = self.adapt
+            run.scales = np.array([da.update(a) for da, a in zip(das, alpha)]) / base
+            runner.set_step_scale(np.tile(run.scales, L))
         et, gt = path.combine(e, g, e_ref, g_ref, dtype)
         runner.set_evaluated(et, gt)
         if i >= self.burn_in:
@@ -552,6 +598,8 @@ class _Swaps:
             divergences=out["divergences"][cold].copy(), accepted=self.accepted,
             n_accepted=out["n_accepted"][cold].copy(),
             betas=run.betas.copy(), swap_acceptance=swap_acc, barrier=np.float64(barrier),
+            temperature_acceptance=self.alpha_sum / max(self.alpha_count, 1),
+            temperature_step_size=run.scales * run.tempered._constant_step_size(),
             local_barrier=cumulative, suggested_n_temperatures=np.int64(
                 max(2, math.ceil(2 * barrier))),
             round_trips=run.trips - self.trips0,

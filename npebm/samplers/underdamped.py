@@ -57,10 +57,10 @@ def _build_step(evaluate):
 
     @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
-        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0 = chains
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
         (momentum,) = extra
-        eta, half_eta, c_o, s_o, obabo, kind, sqrt_m, minv_diag, chol_t, minv = args
-        PN, LZ, Z, vrow, acc = scratch
+        eta, half_eta, c_o, s_o, obabo, gamma, kind, sqrt_m, minv_diag, chol_t, minv = args
+        PN, LZ, Z, vrow, acc, CS = scratch
         accepted, diverged, alpha, fields = info
         h = eta[s]
         hh = half_eta[s]
@@ -70,25 +70,38 @@ def _build_step(evaluate):
             chain = np.uint64(chain0 + r)
             p = pos[r]
             buf = bufs[r]
+            # The chain's own step size η f (f = 1 but in tempered runs), and its O step.
+            f = steps[r, 0]
+            hr = h * f
+            hhr = hh * f
+            cr, scr = c, sc
+            if f != 1:
+                # O acts over h (BAOAB) or twice over h/2 (OBABO), as in _schedules.
+                decay = math.exp(-gamma * np.float64(hhr if obabo else hr))
+                CS[r, 0] = decay
+                CS[r, 1] = math.sqrt(max(1.0 - decay * decay, 0.0))
+                cr, scr = CS[r, 0], CS[r, 1]
             copy_row(X, XN, r)
             copy_row(momentum, PN, r)
             if obabo:
-                p = refresh(PN, LZ, Z, r, c, sc, k0, k1, chain, p, buf, kind, sqrt_m,
+                p = refresh(PN, LZ, Z, r, cr, scr, k0, k1, chain, p, buf, kind, sqrt_m,
                             chol_t, X)
-                kick_row(PN, G, r, hh)
-                drift_row(XN, PN, r, h, kind, minv_diag, minv, acc[r], vrow[r])
+                kick_row(PN, G, r, hhr)
+                drift_row(XN, PN, r, hr, kind, minv_diag, minv, acc[r], vrow[r])
             else:
-                kick_row(PN, G, r, hh)
-                drift_row(XN, PN, r, hh, kind, minv_diag, minv, acc[r], vrow[r])
-                p = refresh(PN, LZ, Z, r, c, sc, k0, k1, chain, p, buf, kind, sqrt_m,
+                kick_row(PN, G, r, hhr)
+                drift_row(XN, PN, r, hhr, kind, minv_diag, minv, acc[r], vrow[r])
+                p = refresh(PN, LZ, Z, r, cr, scr, k0, k1, chain, p, buf, kind, sqrt_m,
                             chol_t, X)
-                drift_row(XN, PN, r, hh, kind, minv_diag, minv, acc[r], vrow[r])
+                drift_row(XN, PN, r, hhr, kind, minv_diag, minv, acc[r], vrow[r])
             pos[r] = p
         evaluate(block, params, XN, GN, EN, r0, r1)
         for r in range(r0, r1):
-            kick_row(PN, GN, r, hh)
+            f = steps[r, 0]
+            kick_row(PN, GN, r, hh * f)
             if obabo:
-                p = refresh(PN, LZ, Z, r, c, sc, k0, k1, np.uint64(chain0 + r), pos[r],
+                cr, scr = (c, sc) if f == 1 else (CS[r, 0], CS[r, 1])
+                p = refresh(PN, LZ, Z, r, cr, scr, k0, k1, np.uint64(chain0 + r), pos[r],
                             bufs[r], kind, sqrt_m, chol_t, X)
                 pos[r] = p
             ok = row_finite(EN, GN, XN, r)
@@ -108,9 +121,10 @@ def _build_step(evaluate):
 
 
 def _scratch(xp, n, d, dtype):
-    """Per chain: the proposed momentum, L z, z, a row for M⁻¹p and a float64 row."""
+    """Per chain: the proposed momentum, L z, z, a row for M⁻¹p, a float64 row and the
+    O step's (c, sqrt(1 - c²)) of a chain with its own step size."""
     return (xp.empty((n, d), dtype), xp.empty((n, d), dtype), xp.empty((n, d), dtype),
-            xp.empty((n, d), dtype), xp.empty((n, d), np.float64))
+            xp.empty((n, d), dtype), xp.empty((n, d), np.float64), xp.empty((n, 2), dtype))
 
 
 class UnderdampedLangevin(MassMixin, ChainSampler):
@@ -197,7 +211,7 @@ class UnderdampedLangevin(MassMixin, ChainSampler):
     def _step_args(self, sched, dtype, dim):
         return (sched["step_size"].astype(dtype), sched["half"].astype(dtype),
                 sched["c"].astype(dtype), sched["s"].astype(dtype),
-                self.scheme == "OBABO", *self._mass_args(dtype, dim))
+                self.scheme == "OBABO", np.float64(self.gamma), *self._mass_args(dtype, dim))
 
     def _vector_step(self, run, s, sched, streams):
         x, g, e = run.x, run.g, run.e
@@ -208,6 +222,15 @@ class UnderdampedLangevin(MassMixin, ChainSampler):
         kind, sqrt_m, minv_diag, chol, minv = self._mass_on_device(dtype, d)
         h, hh = t(sched["step_size"][s]), t(sched["half"][s])
         c, sc = t(sched["c"][s]), t(sched["s"][s])
+        if run.factors is not None:  # each chain's own step size (tempered runs)
+            f = run.factors[:, :1]
+            h, hh = h * f, hh * f
+            own = f != 1
+            decay = np.exp(-self.gamma * (hh if self.scheme == "OBABO" else h)
+                           .astype(np.float64))
+            c = np.where(own, decay.astype(dtype), c)
+            sc = np.where(own, np.sqrt(np.maximum(1.0 - decay * decay, 0.0)).astype(dtype),
+                          sc)
 
         def refresh(p):
             return c * p + sc * leap.momentum(streams.normal(n, d, dtype), kind, sqrt_m,
