@@ -11,8 +11,9 @@ of more than two dimensions the plots show a slice: the coordinates ``dims`` var
 others are held at ``at``.
 
 ``plot_energy``, ``plot_samples`` and ``plot_trajectories`` draw into one Axes (``ax=``,
-else ``fig.gca()`` of ``fig=``, else a new figure) and return it; ``plot_diagnostics``
-and ``plot_corner`` fill a Figure (``fig=``, else a new one) and return it.
+else ``fig.gca()`` of ``fig=``, else a new figure) and return it; ``plot_diagnostics``,
+``plot_corner`` and ``plot_tempering`` fill a Figure (``fig=``, else a new one) and
+return it.
 """
 import numbers
 import warnings
@@ -28,6 +29,7 @@ __all__ = [
     "plot_trajectories",
     "plot_diagnostics",
     "plot_corner",
+    "plot_tempering",
     "HEXBIN_THRESHOLD",
 ]
 
@@ -838,4 +840,165 @@ def plot_corner(samples, energy=None, *, labels=None, fig=None, dims=None, at=No
     if energy is not None:
         title += f" with {_energy_name(energy)} slices"
     fig.suptitle(title)
+    return fig
+
+
+# ------------------------------------------------------------------------- plot_tempering
+
+#: The diagnostics fields :func:`plot_tempering` draws, with their number of dimensions.
+_TEMPERING_FIELDS = (("betas", 1), ("swap_acceptance", 1), ("local_barrier", 1),
+                     ("barrier", 0), ("index_process", 3), ("round_log_z", 1), ("log_z", 0),
+                     ("log_z_se", 0))
+
+
+def _tempering_arrays(diagnostics):
+    """The fields of :data:`_TEMPERING_FIELDS` as NumPy arrays, checked against each other."""
+    if not hasattr(diagnostics, "keys") or not hasattr(diagnostics, "__getitem__"):
+        raise TypeError("diagnostics must be the Diagnostics of ParallelTempering.sample(..., "
+                        f"return_diagnostics=True), got {type(diagnostics).__name__}")
+    missing = [name for name, _ in _TEMPERING_FIELDS if name not in diagnostics.keys()]
+    if missing:
+        raise ValueError(f"diagnostics lacks the tempering fields {', '.join(missing)}: pass "
+                         "the diagnostics of ParallelTempering.sample(..., "
+                         "return_diagnostics=True)")
+    out = {}
+    for name, ndim in _TEMPERING_FIELDS:
+        if name == "index_process":
+            a = np.asarray(to_numpy(diagnostics[name]))
+            if a.dtype.kind not in "iu":
+                raise TypeError(f"diagnostics['index_process'] must hold integer replica "
+                                f"indices, got dtype {a.dtype}")
+        else:
+            a = _as_float_array(diagnostics[name], f"diagnostics[{name!r}]")
+        if a.ndim != ndim:
+            raise ValueError(f"diagnostics[{name!r}] must have {ndim} dimension(s), "
+                             f"got shape {a.shape}")
+        out[name] = a
+    t = out["betas"].size
+    if t < 2:
+        raise ValueError(f"diagnostics['betas'] must hold at least 2 temperatures, got {t}")
+    for name, shape in (("swap_acceptance", (t - 1,)), ("local_barrier", (t,))):
+        if out[name].shape != shape:
+            raise ValueError(f"diagnostics[{name!r}] must have shape {shape} to match the {t} "
+                             f"betas, got shape {out[name].shape}")
+    index = out["index_process"]
+    if index.shape[2] != t or 0 in index.shape:
+        raise ValueError(f"diagnostics['index_process'] must have shape (n_kept >= 1, "
+                         f"n_ladders >= 1, {t}) to match the betas, got shape {index.shape}")
+    if not np.array_equal(np.sort(index, axis=2),
+                          np.broadcast_to(np.arange(t), index.shape)):
+        raise ValueError(f"diagnostics['index_process'] must hold a permutation of 0..{t - 1} "
+                         "at every kept step and ladder")
+    return out
+
+
+def plot_tempering(diagnostics, ladders=3, *, fig=None, max_steps=200):
+    """Draw a parallel-tempering run: swap acceptance, the barrier Λ(β), the index
+    process and log Z over the burn-in rounds.
+
+    Parameters
+    ----------
+    diagnostics : Diagnostics or mapping
+        The record of ``ParallelTempering.sample(..., return_diagnostics=True)``: ``betas``
+        ``(T,)``, ``swap_acceptance`` ``(T - 1,)``, ``local_barrier`` ``(T,)`` (the
+        cumulative swap rejection Λ(β_k)), ``barrier`` (Λ), ``index_process``
+        ``(n_kept, n_ladders, T)`` (the replica at each temperature index),
+        ``round_log_z`` ``(n_rounds,)`` (one per burn-in round, a fixed schedule's
+        burn-in is one; empty without burn-in), ``log_z`` and ``log_z_se``.
+        ``suggested_n_temperatures`` and ``round_trips``, when present, are quoted too.
+    ladders : int
+        The index process of the first ``ladders`` ladders is drawn (at most all).
+    fig : matplotlib Figure, optional
+        An empty figure to fill; else a new one.
+    max_steps : int or None
+        The index process is drawn over the first ``max_steps`` kept steps (None: all),
+        where single swaps can still be told apart.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Its four Axes (2 × 2, row-major) carry labels (``ax.get_label()``):
+        ``"swap_acceptance"``, one ``Line2D`` of each neighbouring pair's swap
+        acceptance against the midpoint of its βs (the βs as vertical lines behind it);
+        ``"barrier"``, one ``Line2D`` of Λ(β_k) against β_k, Λ in the title;
+        ``"index_process"``, one ``Line2D`` per drawn ladder: the temperature index, at
+        each drawn kept step, of the replica that is at the target (index T − 1) at the
+        first kept step; ``"log_z"``, one ``Line2D`` of the estimate of each burn-in round, then
+        the final log Z as a horizontal line with a ±2 SE band (when the SE is finite).
+    """
+    plt = _pyplot()
+    a = _tempering_arrays(diagnostics)
+    k_shown = require_int(ladders, "ladders", 1, "a positive int")
+    if max_steps is not None:
+        max_steps = require_int(max_steps, "max_steps", 1, "a positive int or None")
+    betas, index = a["betas"], a["index_process"]
+    t = betas.size
+    n_kept, n_ladders, _ = index.shape
+    k_shown = min(k_shown, n_ladders)
+    barrier, log_z, se = float(a["barrier"]), float(a["log_z"]), float(a["log_z_se"])
+    extra = {name: np.asarray(to_numpy(diagnostics[name])) for name in
+             ("suggested_n_temperatures", "round_trips") if name in diagnostics.keys()}
+
+    if fig is None:
+        fig = plt.figure(figsize=(10.0, 7.0), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    names = ("swap_acceptance", "barrier", "index_process", "log_z")
+    axes = {name: fig.add_subplot(grid[i // 2, i % 2], label=name)
+            for i, name in enumerate(names)}
+
+    ax = axes["swap_acceptance"]
+    ax.vlines(betas, -0.03, 1.03, colors="0.85", lw=0.8, zorder=0)
+    ax.plot(0.5 * (betas[:-1] + betas[1:]), a["swap_acceptance"], marker="o", lw=1.4,
+            color="tab:blue")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title("Swap acceptance of neighbours")
+    ax.set_xlabel("β (midpoint of each pair; grey: the βs)")
+    ax.set_ylabel("swap acceptance")
+
+    ax = axes["barrier"]
+    ax.plot(betas, a["local_barrier"], marker="o", lw=1.4, color="tab:purple")
+    ax.set_xlim(-0.02, 1.02)
+    if "suggested_n_temperatures" in extra:
+        ax.text(0.03, 0.95, f"about 2Λ: {int(extra['suggested_n_temperatures'])} "
+                "temperatures suffice", transform=ax.transAxes, va="top", fontsize="small")
+    ax.set_title(f"Communication barrier Λ = {barrier:.3g}")
+    ax.set_xlabel("β")
+    ax.set_ylabel("Λ(β), cumulative swap rejection")
+
+    ax = axes["index_process"]
+    colors = plt.get_cmap("tab10")(np.arange(k_shown) % 10)
+    n_drawn = n_kept if max_steps is None else min(max_steps, n_kept)
+    steps = np.arange(n_drawn)
+    for lad in range(k_shown):
+        replica = index[0, lad, t - 1]
+        ax.plot(steps, np.argmax(index[:n_drawn, lad, :] == replica, axis=1), lw=1.0,
+                drawstyle="steps-post", color=colors[lad], alpha=0.9)
+    ax.set_ylim(-0.3, t - 0.7)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    title = f"Index process, {k_shown} of {n_ladders} ladder{'s' if n_ladders > 1 else ''}"
+    if "round_trips" in extra:
+        title += f" ({int(extra['round_trips'].sum())} round trips in all)"
+    ax.set_title(title)
+    ax.set_xlabel("kept step" if n_drawn == n_kept else f"kept step (the first {n_drawn} "
+                  f"of {n_kept})")
+    ax.set_ylabel(f"temperature index (0: reference, {t - 1}: target)")
+
+    ax = axes["log_z"]
+    rounds = a["round_log_z"]
+    ax.plot(np.arange(1, rounds.size + 1), rounds, marker="o", lw=1.4, color="tab:green",
+            label="each burn-in round")
+    if np.isfinite(log_z):
+        ax.axhline(log_z, ls="--", lw=1.2, color="black", label=f"final {log_z:.4g}")
+        if np.isfinite(se):
+            ax.axhspan(log_z - 2 * se, log_z + 2 * se, color="0.6", alpha=0.3, lw=0,
+                       label="± 2 SE")
+    ax.set_xlim(0.5, max(rounds.size, 1) + 0.5)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title("log Z" + (f" = {log_z:.4g} ± {se:.2g} (SE)" if np.isfinite(se) else ""))
+    ax.set_xlabel("burn-in round")
+    ax.set_ylabel("log Z")
+    ax.legend(loc="best", fontsize="small")
+    fig.suptitle(f"Parallel tempering: {t} temperatures × {n_ladders} ladders, "
+                 f"{n_kept} kept steps")
     return fig

@@ -106,6 +106,17 @@ class TemperedEnergy(Energy):
         self.dim = reference.dim
         self.is_compiled = base.is_compiled
         self._cacheable = getattr(base, "_cacheable", False)
+        self.last_e = self.last_g = None
+
+    def last_buffers(self, dtype):
+        """``(last_e, last_g)``: the target's energy and gradient at the point each row
+        was last evaluated at (a proposal or the state), written by every evaluation; a
+        sampler's step that moved a row leaves them at the row's new state."""
+        n, d = len(self.betas), self.dim
+        if self.last_e is None or self.last_e.dtype != dtype:
+            self.last_e = np.zeros(n, dtype)
+            self.last_g = np.zeros((n, d), dtype)
+        return self.last_e, self.last_g
 
     def base_energy_and_gradient(self, x):
         """The target's energies and gradients at ``x`` (the run's dtype)."""
@@ -133,6 +144,8 @@ class TemperedEnergy(Energy):
             raise ValueError(f"a tempered energy evaluates its {self.betas.shape[0]} chains "
                              f"at once, got {x.shape[0]} rows")
         e, g = self.base_energy_and_gradient(x)
+        last_e, last_g = self.last_buffers(x.dtype)
+        last_e[:], last_g[:] = e, g
         e_ref, g_ref = self.reference.energy_and_gradient(x)
         return self.combine(e, g, e_ref, g_ref, x.dtype)
 

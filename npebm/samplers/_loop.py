@@ -104,8 +104,9 @@ def build_run_rows(step, evaluate):
 def build_cpu_kernel(build_step, fixed, chain_major, tempered=False):
     """The CPU kernel of a sampler's step over blocks ``b0 .. b1 - 1`` of chains (one
     call per thread, all steps of a chunk inside).  A ``tempered`` kernel's parameters
-    are ``(energy's, betas, (mean, prec_diag, prec, dense))`` and it evaluates each
-    row's ``β E + (1 − β) E_q`` (see ``npebm.energies.tempered``)."""
+    are ``(energy's, betas, (mean, prec_diag, prec, dense), last_e, last_g)``: it
+    evaluates each row's ``β E + (1 − β) E_q`` (see ``npebm.energies.tempered``) and
+    leaves E and ∇E of the last point evaluated in ``last_e``, ``last_g``."""
     from numba import njit
     from numba.extending import register_jitable
 
@@ -114,10 +115,14 @@ def build_cpu_kernel(build_step, fixed, chain_major, tempered=False):
     if tempered:
         @register_jitable(_nrt=False, forceinline=True)
         def evaluate(block, params, X, G, E, r0, r1):
-            base, betas, (mean, prec_diag, prec, dense) = params
+            base, betas, (mean, prec_diag, prec, dense), last_e, last_g = params
             call_block(fixed, block, X[r0:r1], G[r0:r1], E[r0:r1], base)
             d = X.shape[1]
             for r in range(r0, r1):
+                # The target's own values: the swaps need them at the chains' states.
+                last_e[r] = E[r]
+                for j in range(d):
+                    last_g[r, j] = G[r, j]
                 b = betas[r]
                 if b == 1.0:
                     continue
@@ -193,7 +198,8 @@ def kernel_for(sampler, energy, dtype):
         name, fixed, chain_major = None, None, False
         block, params = _compile.block_function(energy, dtype)
     if tempered:
-        params = (params, path.betas, path.reference.kernel_params())
+        params = (params, path.betas, path.reference.kernel_params(),
+                  *path.last_buffers(np.dtype(dtype)))
     key = (build_step, name, tempered)
     kernel = _KERNELS.get(key)
     if kernel is None:
@@ -332,6 +338,10 @@ class CpuRunner:
         n, _ = self.st.x.shape
         self.chains[11][:] = step_factors(np, scale, n, self.st.x.dtype)
 
+    def moved(self):
+        """Which chains moved in the last step (bool per chain)."""
+        return self.info[0].astype(bool)
+
     def store(self, st):
         """The chains' state is advanced in place: nothing to copy back."""
 
@@ -418,6 +428,7 @@ class VectorRunner:
                 accepted, diverged, alpha, fields = self.sampler._vector_step(
                     self, s - a, sched, streams)
                 st.x = self.x  # a step may hand back new arrays rather than write
+                self.last_moved = accepted
                 out["alpha"][:] = alpha
                 out["divergences"] += diverged
                 out["n_accepted"] += accepted
@@ -460,6 +471,10 @@ class VectorRunner:
         self.st.step_scale = scale
         self.factors = step_factors(array_namespace(self.x), scale, self.x.shape[0],
                                     self.x.dtype)
+
+    def moved(self):
+        """Which chains moved in the last step (bool per chain)."""
+        return np.asarray(self.last_moved, bool)
 
     def store(self, st):
         st.x = self.x

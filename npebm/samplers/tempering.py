@@ -105,6 +105,8 @@ def tempered_copy(sampler, path):
     t.schedulers = dict(sampler.schedulers)
     t.energy = path
     t._state = None
+    # Every step evaluates its proposal: the hooks read the target's values there.
+    t._defers_last_evaluation = False
     return t
 
 
@@ -355,6 +357,8 @@ class _Run:
         t = self.tempered = tempered_copy(inner, self.path)
         self.cold_rows = np.arange(self.L) * self.T + self.T - 1
         self.bottom_rows = np.arange(self.L) * self.T
+        #: The target's E and ∇E at the chains' states (kept by the swap hook).
+        self.base_e = self.base_g = None
         self.history = []  # per burn-in round: the swap rejection of each pair
         self.round_log_z = []  # per burn-in round: its stepping-stone log Z
         if _state is not None:
@@ -480,11 +484,22 @@ class _Swaps:
         x, _, _ = runner.arrays()
         dtype = x.dtype
         path, reference = run.path, run.reference
+        # The target's E and ∇E at every chain's state, without evaluating it again: a
+        # chain that moved is where its last evaluation was.
+        if run.base_e is None:
+            run.base_e, run.base_g = path.base_energy_and_gradient(x)
+        else:
+            moved = runner.moved()
+            last_e, last_g = path.last_buffers(dtype)
+            run.base_e[moved] = last_e[moved]
+            run.base_g[moved] = last_g[moved]
+        e, g = run.base_e, run.base_g
         # β = 0 is the reference itself: draw it exactly.
         z = run.ref_streams.normal(run.d, np.float64)
-        x[run.bottom_rows] = reference.transform(z).astype(dtype)
+        bottom = run.bottom_rows
+        x[bottom] = reference.transform(z).astype(dtype)
         with np.errstate(invalid="ignore", over="ignore"):
-            e, g = path.base_energy_and_gradient(x)
+            e[bottom], g[bottom] = path.base_energy_and_gradient(x[bottom])
             e_ref, g_ref = reference.energy_and_gradient(x)
             dv = (e.astype(np.float64) - e_ref).reshape(L, T)
             betas = run.betas
