@@ -2,7 +2,8 @@
 
 Writes ``docs/gallery/*.png``, one figure per npebm.plotting call, from small, seeded
 runs (about two minutes on two cores, most of it training the last figure's EBM), and
-prints the Markdown the README embeds; ``--out DIR`` writes the PNGs elsewhere.  Re-run it
+prints the Markdown the README embeds; ``--out DIR`` writes the PNGs elsewhere, and
+figure names (``python docs/make_gallery.py tempering``) draw only those.  Re-run it
 after changing the plotting code or the samplers and commit the PNGs it writes.
 """
 import argparse
@@ -22,10 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from npebm import plotting  # noqa: E402
 from npebm.datasets import make_eight_gaussians  # noqa: E402
+from npebm.diagnostics import rhat  # noqa: E402
 from npebm.energies import (DoubleWellEnergy, GaussianEnergy,  # noqa: E402
                             GaussianMixtureEnergy, MLPEnergy, RosenbrockEnergy)
 from npebm.losses import ContrastiveDivergence  # noqa: E402
-from npebm.samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics  # noqa: E402
+from npebm.samplers import (MALA, HamiltonianMonteCarlo, LangevinDynamics,  # noqa: E402
+                            ParallelTempering)
 
 MIXTURE = GaussianMixtureEnergy([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]], 0.5)
 
@@ -77,6 +80,28 @@ def corner():
     return fig, "A 4-D Gaussian sampled by MALA: `plot_corner`"
 
 
+def tempering():
+    # 0.3 N((-5, 0), I) + 0.7 N((5, 0), I), as notebooks/06_multimodal.
+    energy = GaussianMixtureEnergy([[-5.0, 0.0], [5.0, 0.0]], 1.0, [0.3, 0.7])
+    hmc = HamiltonianMonteCarlo(energy, step_size=0.4, n_leapfrog_steps=5, seed=0)
+    stuck = hmc.sample(n_samples=16, n_steps=2000, burn_in=200, return_trajectory=True)
+    pt = ParallelTempering(hmc, n_temperatures=6, reference=([0.0, 0.0], 16.0))
+    mixed, d = pt.sample(n_samples=16, n_steps=2000, burn_in=240, return_trajectory=True,
+                         return_diagnostics=True)
+    fig = plt.figure(figsize=(10, 10.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.75])
+    axes = top.subplots(1, 2)
+    bounds = ((-9, 9), (-4, 4))
+    for ax, x, name in ((axes[0], stuck, "HMC alone"), (axes[1], mixed, "PT with HMC")):
+        plotting.plot_samples(x[:, ::8], energy, ax=ax, bounds=bounds, kind="scatter",
+                              title=f"{name}: P(left) {(x[:, :, 0] < 0).mean():.2f} "
+                                    f"(truth 0.30), max R-hat {rhat(x).max():.3f}")
+    plotting.plot_tempering(d, fig=bottom)
+    return fig, "A two-mode mixture with weights 0.3 and 0.7, 16 chains: HMC alone keeps " \
+                "each chain in its mode, `ParallelTempering` gets the weights; below, " \
+                "`plot_tempering` of the PT run"
+
+
 def trained_model():
     energy = MLPEnergy(dim=2, hidden=64, confine=0.05, seed=0)
     cd = ContrastiveDivergence(energy, LangevinDynamics(energy, step_size=0.01), k_steps=20,
@@ -103,17 +128,26 @@ def trained_model():
                 "`ContrastiveDivergence.gradient`, Adam by hand), then sampled from noise"
 
 
-FIGURES = [energy_maps, stuck_trajectories, hmc_samples, diagnostics, corner, trained_model]
+FIGURES = [energy_maps, stuck_trajectories, hmc_samples, diagnostics, corner, tempering,
+           trained_model]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help="figures to draw, of " + ", ".join(f.__name__ for f in FIGURES)
+                        + " (default: all)")
     parser.add_argument("--out", default=os.path.join(HERE, "gallery"),
                         help="folder for the PNGs (default: docs/gallery)")
     args = parser.parse_args(argv)
+    by_name = {f.__name__: f for f in FIGURES}
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        parser.error(f"no figure named {', '.join(unknown)}; "
+                     f"choose from {', '.join(by_name)}")
     os.makedirs(args.out, exist_ok=True)
     lines = []
-    for make in FIGURES:
+    for make in [by_name[n] for n in args.names] or FIGURES:
         start = time.perf_counter()
         fig, caption = make()
         path = os.path.join(args.out, make.__name__ + ".png")

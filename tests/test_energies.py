@@ -56,6 +56,11 @@ def ref_booth(x):
     return (x[:, 0] + 2 * x[:, 1] - 7) ** 2 + (2 * x[:, 0] + x[:, 1] - 5) ** 2
 
 
+def ref_many_well(x, a, b):
+    u, v = x[:, 0::2], x[:, 1::2]
+    return np.sum(u**4 - a * u**2 - b * u + 0.5 * v**2, axis=1)
+
+
 def ref_styblinski_tang(x):
     return 0.5 * np.sum(x**4 - 16 * x**2 + 5 * x, axis=1)
 
@@ -105,6 +110,9 @@ def energy_cases(draw):
         weights = draw(st.lists(positive, min_size=n_comp, max_size=n_comp))
         energy = E.GaussianMixtureEnergy(means, covs, weights)
         return energy, lambda x: ref_mixture(x, means, covs, weights), dim
+    if kind == "many_well":
+        a, b, dim = draw(positive), draw(finite), 2 * max(1, dim // 2)
+        return E.ManyWellEnergy(dim, a, b), lambda x: ref_many_well(x, a, b), dim
     if kind == "himmelblau":
         return E.HimmelblauEnergy(), ref_himmelblau, 2
     if kind == "booth":

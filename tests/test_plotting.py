@@ -21,7 +21,7 @@ from matplotlib.contour import ContourSet  # noqa: E402
 from npebm import plotting  # noqa: E402
 from npebm.diagnostics import Diagnostics, ess, rhat  # noqa: E402
 from npebm.energies import DoubleWellEnergy, GaussianEnergy  # noqa: E402
-from npebm.samplers import MALA  # noqa: E402
+from npebm.samplers import MALA, HamiltonianMonteCarlo, ParallelTempering  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,8 @@ def test_missing_matplotlib_raises_clear_import_error():
         "from npebm.energies import HarmonicEnergy\n"
         "for call in (lambda: p.plot_energy(HarmonicEnergy()),\n"
         "             lambda: p.plot_samples([[0.0, 1.0]]),\n"
-        "             lambda: p.plot_diagnostics({})):\n"
+        "             lambda: p.plot_diagnostics({}),\n"
+        "             lambda: p.plot_tempering({})):\n"
         "    try:\n"
         "        call()\n"
         "    except ImportError as exc:\n"
@@ -101,7 +102,7 @@ def test_missing_matplotlib_raises_clear_import_error():
     out = _python(code)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     for line in lines:
         assert "npebm.plotting needs matplotlib" in line and "pip install" in line
         assert "npebm[plot]" in line
@@ -457,3 +458,96 @@ def test_plot_corner_options_and_errors(run):
         plotting.plot_corner(x, dims=(0, 7))
     with pytest.raises(ValueError, match="samples"):
         plotting.plot_corner(np.zeros((2, 3, 4, 5)))
+
+
+# ----------------------------------------------------------------------- plot_tempering
+
+@pytest.fixture(scope="module")
+def tempering_run():
+    """A small real parallel-tempering run (the README's HMC on the four-mode double well):
+    4 temperatures, 4 ladders, 3 adaptive burn-in rounds, 150 kept steps."""
+    hmc = HamiltonianMonteCarlo(DoubleWellEnergy(barrier_height=8.0), step_size=0.1,
+                                n_leapfrog_steps=5, seed=0)
+    _, diag = ParallelTempering(hmc, n_temperatures=4).sample(
+        dim=2, n_samples=4, n_steps=150, burn_in=16 + 32 + 64, return_diagnostics=True)
+    return diag
+
+
+def test_plot_tempering_draws_the_four_panels(tempering_run, tmp_path):
+    d = tempering_run
+    betas, index = np.asarray(d["betas"]), np.asarray(d["index_process"])
+    fig = plotting.plot_tempering(d)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 4
+    p = panels(fig)
+    assert list(p) == ["swap_acceptance", "barrier", "index_process", "log_z"]
+    (line,) = p["swap_acceptance"].lines
+    np.testing.assert_allclose(line.get_xdata(), (betas[:-1] + betas[1:]) / 2)
+    np.testing.assert_array_equal(line.get_ydata(), d["swap_acceptance"])
+    (line,) = p["barrier"].lines
+    np.testing.assert_array_equal(line.get_xdata(), betas)
+    curve = line.get_ydata()
+    assert curve[0] == 0 and (np.diff(curve) >= 0).all()
+    assert curve[-1] == pytest.approx(float(d["barrier"]))
+    assert f"Λ = {float(d['barrier']):.3g}" in p["barrier"].get_title()
+    # Each ladder's line: the temperature index of the replica at the top at step 0.
+    assert len(p["index_process"].lines) == 3
+    for ladder, line in enumerate(p["index_process"].lines):
+        k = np.asarray(line.get_ydata())
+        assert k[0] == 3 and k.min() >= 0 and k.max() <= 3
+        replica = index[0, ladder, 3]
+        assert (index[np.arange(index.shape[0]), ladder, k] == replica).all()
+        assert len(set(k)) > 1  # the replica leaves the top
+    rounds, final = p["log_z"].lines
+    np.testing.assert_array_equal(rounds.get_ydata(), d["round_log_z"])
+    assert len(rounds.get_ydata()) == 3
+    assert list(final.get_ydata()) == [float(d["log_z"])] * 2
+    (band,) = p["log_z"].patches
+    assert band.get_label() == "± 2 SE"
+    assert_renders(fig, tmp_path)
+
+
+def test_plot_tempering_ladders_fig_and_no_burn_in(tempering_run):
+    d = tempering_run
+    fig = plotting.plot_tempering(d, ladders=10)  # at most all 4
+    assert len(panels(fig)["index_process"].lines) == 4
+    assert len(panels(fig)["index_process"].lines[0].get_xdata()) == 150
+    fig = plotting.plot_tempering(d, max_steps=40)
+    assert [len(line.get_xdata()) for line in panels(fig)["index_process"].lines] == [40] * 3
+    assert "first 40 of 150" in panels(fig)["index_process"].get_xlabel()
+    given = plt.figure()
+    assert plotting.plot_tempering(d, 1, fig=given) is given
+    assert len(panels(given)["index_process"].lines) == 1
+    bare = {k: d[k] for k in d.keys()}
+    bare.update(round_log_z=np.zeros(0), log_z_se=np.float64(np.nan))
+    p = panels(plotting.plot_tempering(bare))
+    assert len(p["log_z"].lines[0].get_ydata()) == 0 and not p["log_z"].patches
+
+
+def _edit(d, **changes):
+    out = {k: d[k] for k in d.keys()}
+    out.update(changes)
+    return out
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda d: np.zeros(3), TypeError, "diagnostics must be"),
+    (lambda d: {"energy": np.zeros((5, 2))}, ValueError, "lacks the tempering fields"),
+    (lambda d: _edit(d, swap_acceptance=np.zeros(4)), ValueError, "swap_acceptance"),
+    (lambda d: _edit(d, local_barrier=np.zeros((4, 1))), ValueError, "local_barrier"),
+    (lambda d: _edit(d, index_process=np.zeros((5, 2, 4), int)), ValueError, "permutation"),
+    (lambda d: _edit(d, index_process=np.zeros((5, 2, 3), int)), ValueError, "index_process"),
+    (lambda d: _edit(d, index_process=np.asarray(d["index_process"], float)), TypeError,
+     "index_process"),
+])
+def test_plot_tempering_rejects_bad_diagnostics(tempering_run, change, error, match):
+    with pytest.raises(error, match=match):
+        plotting.plot_tempering(change(tempering_run))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ladders=0), "ladders"), (dict(ladders=1.5), "ladders"), (dict(ladders="3"), "ladders"),
+    (dict(max_steps=0), "max_steps"), (dict(max_steps=2.0), "max_steps"),
+])
+def test_plot_tempering_rejects_bad_ladders_and_max_steps(tempering_run, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plotting.plot_tempering(tempering_run, **kwargs)

@@ -14,47 +14,22 @@ import numpy as np
 import pytest
 
 from npebm.diagnostics import mcse, rhat
-from npebm.energies import CompiledEnergy, Energy, GaussianEnergy
+from npebm.energies import Energy, GaussianEnergy, GaussianMixtureEnergy, ManyWellEnergy
 from npebm.samplers import (MALA, AnnealedImportanceSampling, HamiltonianMonteCarlo,
                             LangevinDynamics, ParallelTempering, SamplingWarning,
                             UnderdampedLangevin)
 
 
-def _many_well(x, grad, params):
-    e = 0.0
-    for i in range(0, x.shape[0], 2):
-        a = x[i]
-        b = x[i + 1]
-        e += a ** 4 - 6.0 * a ** 2 - 0.5 * a + 0.5 * b ** 2
-        grad[i] = 4.0 * a ** 3 - 12.0 * a - 0.5
-        grad[i + 1] = b
-    return e
-
-
-MANY_WELL = CompiledEnergy(_many_well, dim=32)
+MANY_WELL = ManyWellEnergy(32)
 MANY_WELL_LOG_Z = 16 * (math.log(11784.50927) + 0.5 * math.log(2 * math.pi))  # 164.6957
 P_RIGHT = 0.8443  # P(x > 0) of each pair's first coordinate
-
-
-def _mixture(x, grad, params):
-    """-log of w N((-5, 0), I) + (1 - w) N((5, 0), I): normalised, so log Z = 0."""
-    (w,) = params
-    a0 = x[0] + 5.0
-    a1 = x[0] - 5.0
-    b = x[1]
-    l0 = math.log(w) - 0.5 * (a0 * a0 + b * b)
-    l1 = math.log(1.0 - w) - 0.5 * (a1 * a1 + b * b)
-    m = max(l0, l1)
-    p0 = math.exp(l0 - m)
-    p1 = math.exp(l1 - m)
-    s = p0 + p1
-    grad[0] = (p0 * a0 + p1 * a1) / s
-    grad[1] = b
-    return -(m + math.log(s)) + math.log(2.0 * math.pi)
-
-
 W_LEFT = 0.3
-MIXTURE = CompiledEnergy(_mixture, params=(W_LEFT,), dim=2)
+# Normalised (log Z = 0): 0.3 N((-5, 0), I) + 0.7 N((5, 0), I).
+MIXTURE = GaussianMixtureEnergy([[-5.0, 0.0], [5.0, 0.0]], 1.0, [W_LEFT, 1 - W_LEFT])
+
+
+def test_many_well_normaliser():
+    assert abs(MANY_WELL.log_z - MANY_WELL_LOG_Z) < 1e-6
 
 
 def _indicator_mcse(series):
@@ -103,22 +78,11 @@ def test_mixture_weights_and_rhat():
     assert rhat(y).max() > 1.2
 
 
-def _diagonal_gaussian(x, grad, params):
-    mean, precision = params
-    e = 0.0
-    for i in range(x.shape[0]):
-        g = precision[i] * (x[i] - mean[i])
-        grad[i] = g
-        e += 0.5 * g * (x[i] - mean[i])
-    return e
-
-
 def _gaussian_case(dim):
     """A diagonal Gaussian energy (unnormalised) and its log Z, (2π)^{d/2} |Σ|^{1/2}."""
     rng = np.random.default_rng(dim)
     scales = rng.uniform(0.5, 2.0, dim)
-    energy = CompiledEnergy(_diagonal_gaussian, params=(rng.normal(size=dim), scales ** -2),
-                            dim=dim)
+    energy = GaussianEnergy(rng.normal(size=dim), np.diag(scales ** 2))
     return energy, 0.5 * dim * math.log(2 * math.pi) + np.log(scales).sum()
 
 

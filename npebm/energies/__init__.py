@@ -13,6 +13,7 @@ from .builtin import (
     GaussianMixtureEnergy,
     HarmonicEnergy,
     HimmelblauEnergy,
+    ManyWellEnergy,
     RastriginEnergy,
     RosenbrockEnergy,
     StyblinskiTangEnergy,
@@ -26,6 +27,7 @@ BUILTINS = {
     "rastrigin": RastriginEnergy,
     "ackley": AckleyEnergy,
     "gaussian_mixture": GaussianMixtureEnergy,
+    "many_well": ManyWellEnergy,
     "himmelblau": HimmelblauEnergy,
     "booth": BoothEnergy,
     "styblinski_tang": StyblinskiTangEnergy,
@@ -39,6 +41,7 @@ RosenbrockModel = RosenbrockEnergy
 RastriginModel = RastriginEnergy
 AckleyModel = AckleyEnergy
 GaussianMixtureModel = GaussianMixtureEnergy
+ManyWellModel = ManyWellEnergy
 HimmelblauModel = HimmelblauEnergy
 BoothModel = BoothEnergy
 StyblinskiTangModel = StyblinskiTangEnergy

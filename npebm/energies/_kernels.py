@@ -134,6 +134,20 @@ def double_well(x, grad, params):
 
 
 @register_jitable(_nrt=False)
+def many_well(x, grad, params):
+    """E = Σ over pairs (u, v) of u⁴ − a u² − b u + ½ v²; params = (a, b)."""
+    a, b = params
+    e = 0.0
+    for i in range(0, x.shape[0], 2):
+        u = x[i]
+        v = x[i + 1]
+        e += u * u * u * u - a * u * u - b * u + 0.5 * v * v
+        grad[i] = 4.0 * u * u * u - 2.0 * a * u - b
+        grad[i + 1] = v
+    return e
+
+
+@register_jitable(_nrt=False)
 def harmonic(x, grad, params):
     """E = ½ k Σ xᵢ²; params = (k,)."""
     (k,) = params
