@@ -335,3 +335,114 @@ def test_temperature_step_sizes_adapt():
     assert np.allclose(d0["temperature_step_size"], 0.1)
     with pytest.raises(ValueError, match="acceptance"):
         ParallelTempering(LangevinDynamics(MANY_WELL), adapt_step_size=True)
+
+
+# ------------------------------------- exact properties (each caught a planted bug)
+
+STANDARD = GaussianEnergy(np.zeros(2), np.eye(2))  # the reference itself: every swap taken
+
+
+def test_beta_zero_is_an_exact_reference_draw():
+    """After one step whose swap is always taken, the cold chain holds the β = 0 chain's
+    fresh reference draw, not the (nearly frozen) start at 5."""
+    n = 400
+    hmc = HamiltonianMonteCarlo(STANDARD, step_size=1e-6, n_leapfrog_steps=1, seed=0)
+    pt = ParallelTempering(hmc, betas=[0.0, 1.0], schedule="fixed")
+    x = pt.sample(x=np.full((n, 2), 5.0), n_steps=1)
+    assert np.abs(x.mean(axis=0)).max() < 5 / math.sqrt(n)
+    assert np.abs(x.var(axis=0, ddof=1) - 1).max() < 5 * math.sqrt(2 / (n - 1))
+
+
+def test_round_trips_and_swap_acceptance_are_counted_exactly():
+    pt = ParallelTempering(HamiltonianMonteCarlo(STANDARD, step_size=0.3, seed=0),
+                           betas=np.linspace(0, 1, 4), schedule="fixed")
+    _, d = pt.sample(n_samples=10, n_steps=2, return_diagnostics=True)
+    assert d["round_trips"].sum() == 0  # a round trip needs at least 2 (T - 1) steps
+    assert np.array_equal(d["swap_acceptance"], np.ones(3))
+    _, d = pt.sample(n_steps=40, resume=True, return_diagnostics=True)
+    # Every swap taken: each replica goes 0 -> 3 -> 0 in 6 steps, deterministically.
+    assert d["round_trips"].sum() > 0
+
+
+def test_the_last_kept_state_is_the_final_state():
+    t = 4
+    pt = ParallelTempering(HamiltonianMonteCarlo(MIXTURE, step_size=0.3, seed=1),
+                           n_temperatures=t, schedule="fixed")
+    traj = pt.sample(n_samples=20, n_steps=5, return_trajectory=True)
+    assert np.array_equal(traj[:, -1], pt.get_state()["x"][t - 1::t])
+
+
+def test_log_z_standard_error_is_calibrated():
+    """Over 20 seeds, Σ z² of (log Z − truth) / SE lies within the χ² bounds (scaled for
+    an SE from 12 ladders, z ~ t with 11 degrees of freedom); the SE is the spread of
+    the per-ladder estimates over √L."""
+    from scipy import stats
+
+    energy, truth = _gaussian_case(2)
+    k, n_ladders, zs = 20, 12, []
+    for seed in range(k):
+        hmc = HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=5,
+                                    seed=100 + seed)
+        _, d = ParallelTempering(hmc, n_temperatures=5).sample(
+            n_samples=n_ladders, n_steps=200, burn_in=100, return_diagnostics=True)
+        ladder = d["ladder_log_z"]
+        assert d["log_z_se"] == pytest.approx(ladder.std(ddof=1) / math.sqrt(n_ladders),
+                                              rel=1e-12)
+        zs.append((d["log_z"] - truth) / d["log_z_se"])
+    s = float(np.sum(np.square(zs)))
+    t_var = (n_ladders - 1) / (n_ladders - 3)
+    assert stats.chi2.ppf(0.001, k) * t_var < s < stats.chi2.ppf(0.999, k) * t_var, zs
+
+
+def test_dense_reference():
+    from npebm.energies.tempered import GaussianReference
+
+    cov = np.array([[2.0, 1.2, 0.3], [1.2, 1.5, -0.4], [0.3, -0.4, 0.8]])
+    ref = GaussianReference(3, np.zeros(3), cov)
+    assert ref.log_z == pytest.approx(
+        1.5 * math.log(2 * math.pi) + 0.5 * np.linalg.slogdet(cov)[1], rel=1e-12)
+    n = 200_000
+    y = ref.transform(np.random.default_rng(0).standard_normal((n, 3)))
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / n)
+    assert (np.abs(np.cov(y.T) - cov) < 5 * se).all()
+    e, g = ref.energy_and_gradient(y[:5])
+    prec = np.linalg.inv(cov)
+    assert np.allclose(e, 0.5 * np.einsum("ij,jk,ik->i", y[:5], prec, y[:5]))
+    assert np.allclose(g, y[:5] @ prec)
+
+
+class _ArrayStandard(Energy):
+    """N(0, I) as array code (no kernel to compile): the reference itself."""
+
+    def energy(self, x):
+        return 0.5 * (x * x).sum(axis=1)
+
+    def gradient(self, x):
+        return x.copy()
+
+
+def test_a_swap_carries_the_momentum():
+    pt = ParallelTempering(UnderdampedLangevin(_ArrayStandard(), step_size=1e-9, gamma=0.0,
+                                               seed=3),
+                           betas=[0.0, 1.0], schedule="fixed")
+    pt.sample(n_samples=6, dim=2, n_steps=2)  # steps 0 (a swap) and 1 (none)
+    before = pt.get_state()["momentum"].copy()
+    pt.sample(n_steps=1, resume=True)  # step 2: even, the swap is taken
+    after = pt.get_state()["momentum"]
+    swapped = before.reshape(6, 2, 2)[:, ::-1].reshape(12, 2)
+    assert np.allclose(after, swapped, atol=1e-6) and not np.allclose(before, swapped)
+
+
+def test_beta_zero_ignores_the_target():
+    from npebm.energies.tempered import GaussianReference, TemperedEnergy
+
+    ref = GaussianReference(2)
+    path = TemperedEnergy(STANDARD, ref, np.array([0.0, 0.25, 1.0]))
+    x = np.array([[0.3, -1.0], [1.0, 2.0], [0.5, 0.5]])
+    e = np.array([np.nan, 3.0, 4.0])
+    g = np.array([[np.nan, np.nan], [1.0, 2.0], [3.0, 4.0]])
+    e_ref, g_ref = ref.energy_and_gradient(x)
+    et, gt = path.combine(e, g, e_ref, g_ref, np.float64)
+    assert np.array_equal(et, [e_ref[0], 0.25 * 3.0 + 0.75 * e_ref[1], 4.0])
+    assert np.array_equal(gt[0], g_ref[0]) and np.allclose(gt[1], 0.25 * g[1] + 0.75 * g_ref[1])
+    assert np.array_equal(gt[2], g[2])
