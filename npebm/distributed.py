@@ -330,6 +330,22 @@ def _load_sampler(energy_bytes, sampler_bytes):
     return sampler
 
 
+def _sample_task(sampler, task):
+    """``(samples, diagnostics or None, kwargs)`` of a shard's ``sample`` call: a fresh
+    start at its chain offset, or a resume from its slice of the state."""
+    # The whole run's blocks: the shard's per-block sums are then the whole run's.
+    kwargs = dict(task["kwargs"], block_rows=task["rows"])
+    if task["state"] is not None:
+        sampler.set_state(task["state"])
+        out = sampler.sample(n_steps=task["n_steps"], resume=True, **kwargs)
+    else:
+        out = sampler.sample(x=task["x"], dim=task["dim"], n_samples=task["n_samples"],
+                             n_steps=task["n_steps"], seed=task["seed"],
+                             chain_offset=task["chain_offset"], **kwargs)
+    samples, diag = out if kwargs.get("return_diagnostics") else (out, None)
+    return samples, diag, kwargs
+
+
 def _run_shard(energy_bytes, sampler_bytes, task):
     """Sample one shard; a pure function of its arguments (tasks may be re-run).
 
@@ -341,16 +357,7 @@ def _run_shard(energy_bytes, sampler_bytes, task):
 
     start = time.perf_counter()
     sampler = _load_sampler(energy_bytes, sampler_bytes)
-    # The whole run's blocks: the shard's per-block sums are then the whole run's.
-    kwargs = dict(task["kwargs"], block_rows=task["rows"])
-    if task["state"] is not None:
-        sampler.set_state(task["state"])
-        out = sampler.sample(n_steps=task["n_steps"], resume=True, **kwargs)
-    else:
-        out = sampler.sample(x=task["x"], dim=task["dim"], n_samples=task["n_samples"],
-                             n_steps=task["n_steps"], seed=task["seed"],
-                             chain_offset=task["chain_offset"], **kwargs)
-    samples, diag = out if kwargs.get("return_diagnostics") else (out, None)
+    samples, diag, kwargs = _sample_task(sampler, task)
     result = {"state": sampler.get_state(), "seconds": time.perf_counter() - start,
               "pid": os.getpid()}
     # The final states are the state's x: only a trajectory travels separately.
@@ -479,9 +486,12 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
 
     Parameters
     ----------
-    sampler : ChainSampler
+    sampler : ChainSampler or ParallelTempering
         A built-in sampler (``LangevinDynamics``, ``MALA``, ``HamiltonianMonteCarlo``) or
-        a subclass of :class:`~npebm.samplers.base.ChainSampler`.  It and its energy are
+        a subclass of :class:`~npebm.samplers.base.ChainSampler`; or a
+        ``ParallelTempering``, whose shards split the ladders (``n_samples`` counts
+        ladders) and whose tuning (an adaptive schedule or step sizes during burn-in)
+        must run in one process first (see Raises).  It and its energy are
         pickled to the workers (with cloudpickle when installed, so energies defined in
         a script or notebook travel too).  Only its state changes.
     n_samples : int, optional
@@ -587,8 +597,11 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     See the module docstring for a SLURM cluster through dask-jobqueue.
     """
     from .random import key_from_seed
-    from .samplers import ChainSampler, ChainState
+    from .samplers import ChainSampler, ChainState, ParallelTempering
 
+    if isinstance(sampler, ParallelTempering):
+        return _sample_tempering(sampler, n_samples, n_steps, x, dim, client, n_shards,
+                                 seed, progress, sample_kwargs)
     if not isinstance(sampler, ChainSampler):
         raise TypeError(f"sampler must be an npebm ChainSampler (LangevinDynamics, MALA, "
                         f"HamiltonianMonteCarlo or a subclass), got {type(sampler).__name__}")
@@ -670,6 +683,169 @@ def sample(sampler, n_samples=None, n_steps=100, x=None, dim=None, client=None,
     from .diagnostics import Diagnostics
 
     return samples, Diagnostics(**arrays)
+
+
+# ------------------------------------------------------------------ tempering
+
+#: Per-ladder entries of a tempering state (``ParallelTempering.get_state``).
+_LADDER_KEYS = ("pt_ref_pos", "pt_swap_pos", "pt_perm", "pt_last_end", "pt_trips")
+#: Per-ladder diagnostics of a tempering run, and the axis of their ladders.
+_LADDER_FIELDS = {"energy": 1, "accepted": 1, "grad_norm": 1, "divergences": 0,
+                  "n_accepted": 0, "round_trips": 0, "index_process": 1,
+                  "swap_accepts": 0, "swap_rejection_sum": 0, "temperature_alpha_sum": 0,
+                  "stepping_stone_max": 0, "stepping_stone_sum": 0}
+
+
+def _ladder_state(state, fields, a, b, n_temperatures):
+    """Ladders ``a .. b - 1`` of a tempering state, as a state of their own."""
+    from .samplers import ChainState
+
+    part = dict(state)
+    part.update(ChainState.from_dict(state, fields).shard(a * n_temperatures,
+                                                          b * n_temperatures).to_dict())
+    for key in _LADDER_KEYS:
+        part[key] = np.asarray(state[key])[a:b]
+    part["pt_ladders"] = np.int64(b - a)
+    return part
+
+
+def _run_tempering_shard(pt_bytes, task):
+    """One shard of a tempering run (whole ladders); a pure function of its arguments."""
+    from .backend import to_numpy
+
+    start = time.perf_counter()
+    pt = pickle.loads(pt_bytes)
+    samples, diag, kwargs = _sample_task(pt, task)
+    result = {"state": pt.get_state(), "seconds": time.perf_counter() - start,
+              "pid": os.getpid(),
+              "trajectory": to_numpy(samples) if kwargs.get("return_trajectory") else None}
+    if diag is not None:
+        result["diagnostics"] = {k: v for k, v in diag.items() if k != "trajectory"}
+    return result
+
+
+def _sample_tempering(pt, n_ladders, n_steps, x, dim, client, n_shards, seed, progress,
+                      sample_kwargs):
+    """:func:`sample` for a ``ParallelTempering``: shards of whole ladders."""
+    from .diagnostics import Diagnostics, combine_block_moments
+    from .random import key_from_seed
+    from .samplers import ChainState
+    from .samplers._loop import rows_per_block
+    from .samplers.tempering import summarise
+
+    allowed = ("thin", "burn_in", "return_trajectory", "return_diagnostics", "resume",
+               "chain_offset")
+    for name in sample_kwargs:
+        if name not in allowed:
+            raise TypeError(f"sample() got an unexpected keyword argument {name!r} for a "
+                            "ParallelTempering")
+    n_steps = check_int(n_steps, "n_steps", 1)
+    thin = check_int(sample_kwargs.get("thin", 1), "thin", 1)
+    burn_in = check_int(sample_kwargs.get("burn_in", 0), "burn_in", 0)
+    want_traj = check_bool(sample_kwargs.get("return_trajectory", False), "return_trajectory")
+    want_diag = check_bool(sample_kwargs.get("return_diagnostics", False),
+                           "return_diagnostics")
+    resume = check_bool(sample_kwargs.get("resume", False), "resume")
+    offset = check_int(sample_kwargs.get("chain_offset", 0), "chain_offset", 0)
+    progress = check_bool(progress, "progress")
+    if n_shards is not None:
+        n_shards = check_int(n_shards, "n_shards", 1)
+    if burn_in and (pt.schedule == "adaptive" or pt.adapt_step_size):
+        raise ValueError(
+            "burn_in with an adaptive schedule or adapt_step_size cannot be distributed: "
+            "tuning pools the swaps and acceptances of all ladders every round.  Tune in "
+            "one process (pt.sample(n_samples=..., burn_in=B)), then continue distributed "
+            "with resume=True, or use schedule='fixed' and adapt_step_size=False")
+    t = pt.n_temperatures
+    if resume:
+        state = pt.get_state()
+        n = int(state["pt_ladders"])
+        if n_ladders is not None and check_int(n_ladders, "n_samples", 1) != n:
+            raise ValueError(f"n_samples={n_ladders} disagrees with the {n} ladders being "
+                             "resumed")
+        offset = int(state["chain_offset"]) // t
+    else:
+        state = None
+        if x is not None:
+            x = pt.sampler._check_x(x, dim, n_ladders)
+            n = x.shape[0]
+        else:
+            n = 1 if n_ladders is None else check_int(n_ladders, "n_samples", 1)
+        seed = pt.seed if seed is None else seed
+        if seed is None:
+            seed = np.random.SeedSequence()  # one fresh seed for every shard
+        key_from_seed(seed)
+    kwargs = {"thin": thin, "burn_in": burn_in, "return_trajectory": want_traj,
+              "return_diagnostics": want_diag}
+    try:
+        import cloudpickle as pickler
+    except ImportError:
+        pickler = pickle
+    shell = copy.copy(pt)
+    shell._run_state = None
+    pt_bytes = pickler.dumps(shell)
+    rows = rows_per_block(n)
+    executor, close = _as_executor(client)
+    try:
+        if n_shards is None:
+            n_shards = max(1, executor.n_workers or os.cpu_count() or 1)
+        bounds = _shard_bounds(n, rows, n_shards)
+        tasks = []
+        for a, b in bounds:
+            task = {"rows": rows, "kwargs": kwargs, "n_steps": n_steps, "state": None}
+            if state is not None:
+                task["state"] = _ladder_state(state, pt.sampler.state_fields, a, b, t)
+            else:
+                task.update(x=None if x is None else x[a:b], n_samples=b - a, dim=dim,
+                            seed=seed, chain_offset=offset + a)
+            tasks.append(task)
+        futures = [executor.submit(_run_tempering_shard, pt_bytes, task) for task in tasks]
+        bar = _ShardProgress(len(futures), progress)
+        try:
+            if progress:
+                for _ in executor.as_completed(futures):
+                    bar.update(0)
+            results = executor.gather(futures)
+        except BaseException:
+            executor.cancel(futures)
+            raise
+        finally:
+            bar.close()
+    finally:
+        if close is not None:
+            close()
+
+    # The ladders' state, merged in ladder order, continues in this process.
+    chains = ChainState.merge(ChainState.from_dict(r["state"], pt.sampler.state_fields)
+                              for r in results)
+    merged = dict(results[0]["state"])
+    merged.pop("block_rows", None)
+    merged.update(chains.to_dict())
+    for key in _LADDER_KEYS:
+        merged[key] = np.concatenate([r["state"][key] for r in results])
+    merged["pt_ladders"] = np.int64(n)
+    pt.set_state(merged)
+    if want_traj:
+        samples = np.concatenate([r["trajectory"] for r in results], axis=0)
+    else:
+        samples = chains.x.reshape(n, t, -1)[:, -1].copy()
+    if not want_diag:
+        return samples
+    parts = [r["diagnostics"] for r in results]
+    fields = dict(parts[0])
+    for name, axis in _LADDER_FIELDS.items():
+        fields[name] = np.concatenate([p[name] for p in parts], axis=axis)
+    fields.pop("block_sums")
+    counts = np.concatenate([p.pop("block_counts") for p in parts])
+    mean, var = combine_block_moments(np.concatenate([p["block_sums"] for p in parts]),
+                                      counts)
+    fields.pop("block_counts")
+    fields["mean"] = mean.astype(parts[0]["mean"].dtype)
+    fields["var"] = var.astype(parts[0]["var"].dtype)
+    fields["acceptance_rate"] = fields["accepted"].mean(axis=1) if len(fields["accepted"]) \
+        else np.zeros(0)
+    fields.update(summarise(fields, max((n_steps // thin) * thin, 1)))
+    return samples, Diagnostics(**fields)
 
 
 def _execute(executor, energy_bytes, sampler_bytes, tasks, bounds, n_total, progress):

@@ -446,3 +446,47 @@ def test_beta_zero_ignores_the_target():
     assert np.array_equal(et, [e_ref[0], 0.25 * 3.0 + 0.75 * e_ref[1], 4.0])
     assert np.array_equal(gt[0], g_ref[0]) and np.allclose(gt[1], 0.25 * g[1] + 0.75 * g_ref[1])
     assert np.array_equal(gt[2], g[2])
+
+
+# ------------------------------------------------------------------ Dask shards
+
+def _pt_for_shards():
+    hmc = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=3, seed=8)
+    return ParallelTempering(hmc, n_temperatures=5, schedule="fixed", adapt_step_size=False)
+
+
+@pytest.mark.parametrize("n_shards", [1, 3])
+def test_shards_are_bit_identical_to_one_process(n_shards):
+    """Shards split the ladders; samples, the state, log Z, swaps and moments are the
+    single run's bits, and a resumed distributed run continues them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import npebm.distributed as nd
+
+    ref = _pt_for_shards()
+    want, want_d = ref.sample(n_samples=7, n_steps=12, burn_in=5, thin=2,
+                              return_trajectory=True, return_diagnostics=True)
+    more = ref.sample(n_steps=6, resume=True)
+    pt = _pt_for_shards()
+    with ThreadPoolExecutor(2) as pool:
+        client = nd.FuturesExecutor(pool)
+        got, got_d = nd.sample(pt, 7, 12, burn_in=5, thin=2, client=client,
+                               n_shards=n_shards, return_trajectory=True,
+                               return_diagnostics=True)
+        assert np.array_equal(got, want)
+        assert list(got_d) == list(want_d)
+        for name in want_d:
+            np.testing.assert_array_equal(got_d[name], want_d[name], err_msg=name)
+        got_more = nd.sample(pt, None, 6, client=client, n_shards=n_shards, resume=True)
+    assert np.array_equal(got_more, more)
+    for name, value in ref.get_state().items():
+        np.testing.assert_array_equal(pt.get_state()[name], value, err_msg=name)
+
+
+def test_distributed_tuning_is_refused():
+    import npebm.distributed as nd
+
+    pt = ParallelTempering(HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, seed=8),
+                           n_temperatures=4)
+    with pytest.raises(ValueError, match="one process"):
+        nd.sample(pt, 4, 10, burn_in=10, client=nd.Executor())

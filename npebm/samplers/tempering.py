@@ -205,7 +205,7 @@ class ParallelTempering:
     # ------------------------------------------------------------------ public API
     def sample(self, x=None, dim=None, n_samples=None, n_steps=100, thin=1, burn_in=0,
                return_trajectory=False, return_diagnostics=False, progress=False,
-               seed=None, resume=False):
+               seed=None, resume=False, chain_offset=0, block_rows=None):
         """Run ``n_samples`` ladders; return their β = 1 chains.
 
         Parameters
@@ -217,6 +217,14 @@ class ParallelTempering:
         progress, seed, resume
             As :meth:`ChainSampler.sample`, with ``n_samples`` the number of ladders.
             Burn-in is where an adaptive schedule adapts.
+        chain_offset : int
+            Global index of the first ladder (a shard of a bigger run): ladder l uses
+            the streams of chains ``l * T .. l * T + T - 1`` and its own reference and
+            swap streams, so shards agree with the whole run bit for bit.
+        block_rows : int, optional
+            Ladders per block of the across-chain moments of the β = 1 chains (default
+            from ``n_samples``); a shard gives the whole run's value and then reports
+            ``block_sums`` and ``block_counts`` (see ``ChainSampler.sample``).
 
         Returns
         -------
@@ -235,6 +243,9 @@ class ParallelTempering:
         n_steps, thin, burn_in, want_traj, want_diag, progress, resume = \
             check_run_arguments(n_steps, thin, burn_in, return_trajectory,
                                 return_diagnostics, progress, resume)
+        chain_offset = check_int(chain_offset, "chain_offset", 0)
+        if block_rows is not None:
+            block_rows = check_int(block_rows, "block_rows", 1)
         if resume:
             if self._run_state is None:
                 raise RuntimeError("resume=True but this sampler has not run yet")
@@ -243,8 +254,12 @@ class ParallelTempering:
                     raise ValueError(f"{name} must be None when resume=True")
             run = self._run_state
             run.check_resume(n_samples, dim)
+            if chain_offset not in (0, run.ladder0):
+                raise ValueError("chain_offset cannot change when resume=True")
         else:
-            run = self._fresh_run(x, dim, n_samples, seed)
+            run = self._fresh_run(x, dim, n_samples, seed, chain_offset)
+        run.block_rows = block_rows
+        run.history, run.round_log_z = [], []  # this call's adaptation rounds
         run.tempered._check_schedules(run.st.step, burn_in + n_steps, run.st.x.dtype)
         if not resume:
             run.tempered._check_start(run.st)
@@ -263,7 +278,7 @@ class ParallelTempering:
         return samples, swaps.diagnostics(out)
 
     # ------------------------------------------------------------------ running
-    def _fresh_run(self, x, dim, n_samples, seed):
+    def _fresh_run(self, x, dim, n_samples, seed, ladder0=0):
         inner = self.sampler
         if x is not None:
             x0 = inner._check_x(x, dim, n_samples)  # the ladders' starts, checked
@@ -285,7 +300,8 @@ class ParallelTempering:
             reference = GaussianReference(d, mean, cov)
         except ValueError as exc:
             raise ValueError(f"reference: {exc}") from None
-        return _Run(self, inner, reference, TemperedEnergy, x0, n_ladders, d, seed)
+        return _Run(self, inner, reference, TemperedEnergy, x0, n_ladders, d, seed,
+                    ladder0=ladder0)
 
     def _burn_in(self, run, burn_in, progress):
         """Burn-in: rounds of doubling length, re-spacing the βs after each (adaptive),
@@ -313,8 +329,9 @@ class ParallelTempering:
                            want_diag=False, stones_from=0, adapt=adapt)
             run.tempered._run(run.st, run.tempered._schedule_from(run.st.step), length, 0,
                               1, False, False, progress, between=swaps)
-            run.history.append(swaps.rejection())
-            run.round_log_z.append(swaps.log_z()[0])
+            if self.schedule == "adaptive":
+                run.history.append(swaps.rejection())
+                run.round_log_z.append(swaps.log_z()[0])
             if adapt is not None:
                 run.set_scales(np.array([da.final_step_size for da in adapt[0]]) / base)
             if self.schedule == "adaptive":
@@ -343,12 +360,14 @@ class _Run:
     chain state (n_ladders * T chains), the βs and the index process."""
 
     def __init__(self, pt, inner, reference, tempered_type, x0, n_ladders, d, seed,
-                 _state=None):
+                 _state=None, ladder0=0):
         from ..random import INIT
         from .base import _key
 
         self.pt = pt
         self.L, self.T, self.d = n_ladders, pt.n_temperatures, d
+        self.ladder0 = ladder0  # the global index of the first ladder
+        self.block_rows = None  # ladders per moment block (None: from L)
         n = self.L * self.T
         self.betas = pt.betas.copy()
         self.row_betas = np.tile(self.betas, self.L)
@@ -367,12 +386,12 @@ class _Run:
             key = _key(pt.seed if seed is None else seed)
             dtype = inner.dtype or (x0.dtype if x0 is not None else np.dtype(np.float64))
             if x0 is None:
-                z = t._draw_normal(key, n, d, 0, np.dtype(np.float64), INIT)
+                z = t._draw_normal(key, n, d, ladder0 * self.T, np.dtype(np.float64), INIT)
                 xs = reference.transform(z).astype(dtype)
             else:
                 xs = np.repeat(np.asarray(x0, dtype=dtype), self.T, axis=0)
-            self.st = ChainState(np.ascontiguousarray(xs), np.zeros(n, np.uint64), key, 0, 0,
-                                 step_scale=np.ones(n))
+            self.st = ChainState(np.ascontiguousarray(xs), np.zeros(n, np.uint64), key, 0,
+                                 ladder0 * self.T, step_scale=np.ones(n))
             t._init_state_fields(self.st)
             self.ref_streams = self._streams(REFERENCE)
             self.swap_streams = self._streams(SWAP)
@@ -386,9 +405,9 @@ class _Run:
         self.scales = self.st.step_scale[:self.T].copy()
 
     def _streams(self, stream):
-        s = ChainStreams(n_chains=self.L, chain_offset=0, stream=stream)
+        s = ChainStreams(n_chains=self.L, chain_offset=self.ladder0, stream=stream)
         s.set_state({"key": self.st.key, "positions": np.zeros(self.L, np.uint64),
-                     "chain_offset": 0, "stream": stream})
+                     "chain_offset": self.ladder0, "stream": stream})
         return s
 
     def set_scales(self, scales):
@@ -422,8 +441,11 @@ class _Run:
                              f"{pt.n_temperatures}")
         st = ChainState.from_dict(state, inner.state_fields, np.asarray)
         n_ladders = int(state["pt_ladders"])
+        if st.n_chains != n_ladders * pt.n_temperatures or st.chain_offset % pt.n_temperatures:
+            raise ValueError(f"the state's {st.n_chains} chains from {st.chain_offset} are "
+                             f"not whole ladders of {pt.n_temperatures}")
         self = cls(pt, inner, reference, tempered_type, None, n_ladders, st.dim, None,
-                   _state=st)
+                   _state=st, ladder0=st.chain_offset // pt.n_temperatures)
         self.set_betas(betas)
         self.ref_streams = self._streams(REFERENCE)
         self.ref_streams._pos[:] = state["pt_ref_pos"]
@@ -444,7 +466,9 @@ class _Swaps:
                  adapt=None):
         self.run = run
         self.adapt = adapt  # (a DualAveraging per temperature, the base step) or None
-        self.alpha_sum = np.zeros(run.T)
+        # Sums per ladder (shards concatenate them, and totals over ladders are then
+        # the same bits), and the number of steps behind them.
+        self.alpha_sum = np.zeros((run.L, run.T))
         self.alpha_count = 0
         self.step0 = run.st.step
         self.burn_in, self.thin = burn_in, thin
@@ -458,12 +482,17 @@ class _Swaps:
             self.energy = np.empty((self.n_kept, L), dtype)
             self.grad_norm = np.empty((self.n_kept, L))
             self.accepted = np.zeros((self.n_kept, L), bool)
-            self.mean = np.empty((self.n_kept, d))
-            self.var = np.empty((self.n_kept, d))
+            # Per block of ladders, shifted sums of the β = 1 states (as the chain loop
+            # keeps them), so that shards combine to the whole run's bits.
+            from ._loop import rows_per_block
+
+            rows = run.block_rows or rows_per_block(L)
+            self.block_edges = np.append(np.arange(0, L, rows), L)
+            self.moments = np.zeros((len(self.block_edges) - 1, self.n_kept, 3, d))
             self.index = np.empty((self.n_kept, L, T), np.int16)
-        self.rej_sum = np.zeros(T - 1)
-        self.rej_count = np.zeros(T - 1)
-        self.acc_sum = np.zeros(T - 1)
+        self.rej_sum = np.zeros((L, T - 1))
+        self.rej_count = np.zeros(T - 1, np.int64)  # steps on which each pair was tried
+        self.acc_sum = np.zeros((L, T - 1))
         # Running log-sum-exp of the stepping stones, per ladder and pair.
         self.ss_max = np.full((L, T - 1), -np.inf)
         self.ss_sum = np.zeros((L, T - 1))
@@ -475,7 +504,7 @@ class _Swaps:
     def rejection(self):
         """Mean swap rejection per neighbouring pair (NaN where no swap was tried)."""
         with np.errstate(invalid="ignore"):
-            return self.rej_sum / self.rej_count
+            return self.rej_sum.sum(axis=0) / (self.rej_count * self.run.L)
 
     def __call__(self, i, out, runner):
         run = self.run
@@ -510,10 +539,10 @@ class _Swaps:
             ks = np.arange(t % 2, T - 1, 2)
             log_a = (betas[ks + 1] - betas[ks]) * (dv[:, ks + 1] - dv[:, ks])
             log_a = np.where(np.isnan(log_a), -np.inf, log_a)
-            self.rej_sum[ks] += (1.0 - np.exp(np.minimum(log_a, 0.0))).sum(axis=0)
-            self.rej_count[ks] += L
+            self.rej_sum[:, ks] += 1.0 - np.exp(np.minimum(log_a, 0.0))
+            self.rej_count[ks] += 1
             take = np.log(u[:, ks]) < log_a
-            self.acc_sum[ks] += take.sum(axis=0)
+            self.acc_sum[:, ks] += take
         lad, kk = np.nonzero(take)
         if len(lad):
             a = lad * T + ks[kk]
@@ -523,9 +552,10 @@ class _Swaps:
             pa, pb = ks[kk], ks[kk] + 1
             run.perm[lad, pa], run.perm[lad, pb] = run.perm[lad, pb], run.perm[lad, pa]
         self._round_trips()
-        alpha = np.asarray(out["alpha"]).reshape(L, T).mean(axis=0)
-        self.alpha_sum += alpha
+        alphas = np.asarray(out["alpha"]).reshape(L, T)
+        self.alpha_sum += alphas
         self.alpha_count += 1
+        alpha = alphas.mean(axis=0)
         if self.adapt is not None:
             das, base = self.adapt
             run.scales = np.array([da.update(a) for da, a in zip(das, alpha)]) / base
@@ -572,54 +602,88 @@ class _Swaps:
             self.energy[k] = e[cold]
             self.grad_norm[k] = np.sqrt((g[cold].astype(np.float64) ** 2).sum(axis=1))
             self.accepted[k] = moved if moved is not None else out["alpha"][cold] > 0
-            self.mean[k] = xc.mean(axis=0)
-            self.var[k] = xc.var(axis=0)
+            for blk, (a, b) in enumerate(zip(self.block_edges[:-1], self.block_edges[1:])):
+                shift = xc[a]
+                dx = xc[a:b] - shift
+                self.moments[blk, k, 0] = shift
+                self.moments[blk, k, 1] = dx.sum(axis=0)
+                self.moments[blk, k, 2] = (dx * dx).sum(axis=0)
             self.index[k] = run.perm
 
     def log_z(self):
         """``(log Z, its standard error over ladders, per-ladder log Z)``."""
-        run = self.run
-        if self.ss_count == 0:
-            return np.nan, np.nan, np.full(run.L, np.nan)
-        n = self.ss_count
-        with np.errstate(divide="ignore"):
-            per_pair = self.ss_max + np.log(self.ss_sum) - math.log(n)  # (L, T - 1)
-            ladder = run.reference.log_z + per_pair.sum(axis=1)
-            m = self.ss_max.max(axis=0)
-            pooled = m + np.log((self.ss_sum * np.exp(self.ss_max - m)).sum(axis=0)) \
-                - math.log(n * run.L)
-        log_z = run.reference.log_z + pooled.sum()
-        se = ladder.std(ddof=1) / math.sqrt(run.L) if run.L > 1 else np.nan
-        return float(log_z), float(se), ladder
+        return _log_z(self.ss_max, self.ss_sum, self.ss_count, self.run.reference.log_z)
 
     def diagnostics(self, out):
-        from ..diagnostics import Diagnostics
+        from ..diagnostics import Diagnostics, combine_block_moments
 
         run = self.run
         cold = run.cold_rows
-        rej = self.rejection()
-        _, cumulative = respace(run.betas, rej)
-        barrier = float(cumulative[-1])
-        log_z, se, ladder = self.log_z()
-        steps = max(self.n_kept * self.thin, 1)
         sched = run.tempered._schedules(self.step0, self.n_kept * self.thin)
-        with np.errstate(invalid="ignore"):
-            swap_acc = self.acc_sum / self.rej_count
-        return Diagnostics(
+        counts = np.diff(self.block_edges)
+        mean, var = combine_block_moments(self.moments, counts)
+        fields = dict(
             energy=self.energy, acceptance_rate=self.accepted.mean(axis=1),
-            mean=self.mean.astype(run.st.x.dtype), var=self.var.astype(run.st.x.dtype),
+            mean=mean.astype(run.st.x.dtype), var=var.astype(run.st.x.dtype),
             grad_norm=self.grad_norm,
             step_size=np.asarray(sched["step_size"][self.thin - 1::self.thin]),
             divergences=out["divergences"][cold].copy(), accepted=self.accepted,
             n_accepted=out["n_accepted"][cold].copy(),
-            betas=run.betas.copy(), swap_acceptance=swap_acc, barrier=np.float64(barrier),
-            temperature_acceptance=self.alpha_sum / max(self.alpha_count, 1),
+            betas=run.betas.copy(),
             temperature_step_size=run.scales * run.tempered._constant_step_size(),
-            local_barrier=cumulative, suggested_n_temperatures=np.int64(
-                max(2, math.ceil(2 * barrier))),
             round_trips=run.trips - self.trips0,
-            round_trip_rate=np.float64((run.trips - self.trips0).sum() / (run.L * steps)),
-            log_z=np.float64(log_z), log_z_se=np.float64(se), ladder_log_z=ladder,
             rejection_history=np.array(run.history) if run.history else
             np.zeros((0, run.T - 1)), round_log_z=np.array(run.round_log_z, np.float64),
-            index_process=self.index)
+            index_process=self.index,
+            # The sums behind the summaries below: shards add them up.
+            swap_accepts=self.acc_sum, swap_tries=self.rej_count,
+            swap_rejection_sum=self.rej_sum, temperature_alpha_sum=self.alpha_sum,
+            temperature_alpha_count=np.int64(self.alpha_count),
+            stepping_stone_max=self.ss_max, stepping_stone_sum=self.ss_sum,
+            stepping_stone_count=np.int64(self.ss_count),
+            reference_log_z=np.float64(run.reference.log_z))
+        if run.block_rows is not None:  # a shard: its blocks, for combining
+            fields.update(block_sums=self.moments, block_counts=counts)
+        fields.update(summarise(fields, max(self.n_kept * self.thin, 1)))
+        return Diagnostics(**fields)
+
+
+def _log_z(ss_max, ss_sum, count, reference_log_z):
+    """``(log Z, SE over ladders, per-ladder log Z)`` from the running log-sum-exp of the
+    stepping stones, ``ss_max + log(ss_sum)`` per ladder and pair, over ``count`` steps."""
+    n_ladders = ss_max.shape[0]
+    if count == 0:
+        return np.nan, np.nan, np.full(n_ladders, np.nan)
+    with np.errstate(divide="ignore"):
+        per_pair = ss_max + np.log(ss_sum) - math.log(count)  # (L, T - 1)
+        ladder = reference_log_z + per_pair.sum(axis=1)
+        m = ss_max.max(axis=0)
+        pooled = m + np.log((ss_sum * np.exp(ss_max - m)).sum(axis=0)) \
+            - math.log(count * n_ladders)
+    log_z = reference_log_z + pooled.sum()
+    se = ladder.std(ddof=1) / math.sqrt(n_ladders) if n_ladders > 1 else np.nan
+    return float(log_z), float(se), ladder
+
+
+def summarise(fields, steps):
+    """The summaries of a tempered run's diagnostics from its sums (``fields``, one run
+    or shards' sums combined): swap acceptance, Λ, log Z and its SE, per-temperature
+    acceptance, the round-trip rate over ``steps`` steps per ladder."""
+    n_ladders = fields["swap_accepts"].shape[0]
+    tries = fields["swap_tries"] * n_ladders
+    with np.errstate(invalid="ignore"):
+        swap_acc = fields["swap_accepts"].sum(axis=0) / tries
+        rejection = fields["swap_rejection_sum"].sum(axis=0) / tries
+    _, cumulative = respace(fields["betas"], rejection)
+    barrier = float(cumulative[-1])
+    log_z, se, ladder = _log_z(fields["stepping_stone_max"], fields["stepping_stone_sum"],
+                               int(fields["stepping_stone_count"]),
+                               float(fields["reference_log_z"]))
+    trips = fields["round_trips"]
+    return dict(
+        swap_acceptance=swap_acc, barrier=np.float64(barrier), local_barrier=cumulative,
+        suggested_n_temperatures=np.int64(max(2, math.ceil(2 * barrier))),
+        temperature_acceptance=fields["temperature_alpha_sum"].sum(axis=0)
+        / max(int(fields["temperature_alpha_count"]) * n_ladders, 1),
+        round_trip_rate=np.float64(trips.sum() / (len(trips) * steps)),
+        log_z=np.float64(log_z), log_z_se=np.float64(se), ladder_log_z=ladder)
