@@ -14,7 +14,8 @@ the βs are re-spaced so that the swap rejection rates of neighbours are equal (
 cumulative rejection Λ(β) is interpolated and inverted).  Λ = Λ(1), the global
 communication barrier, is reported; about 2Λ temperatures are enough.
 
-log Z comes from the stepping stones of the kept part of the run:
+log Z comes from the stepping stones of the kept part of the run, forward and backward
+(their Jensen biases cancel to first order, as in Pigeons.jl):
 :math:`\\log Z = \\log Z_q + \\sum_k \\log \\mathbb{E}_{\\pi_{\\beta_k}}
 [e^{-(\\beta_{k+1} - \\beta_k)(E - E_q)}]`, pooled over ladders, with the standard error
 from the spread of the per-ladder estimates.
@@ -494,8 +495,9 @@ class _Swaps:
         self.rej_count = np.zeros(T - 1, np.int64)  # steps on which each pair was tried
         self.acc_sum = np.zeros((L, T - 1))
         # Running log-sum-exp of the stepping stones, per ladder and pair.
-        self.ss_max = np.full((L, T - 1), -np.inf)
-        self.ss_sum = np.zeros((L, T - 1))
+        # [:, 0] forward (from π_k toward π_{k+1}), [:, 1] backward stones.
+        self.ss_max = np.full((L, 2, T - 1), -np.inf)
+        self.ss_sum = np.zeros((L, 2, T - 1))
         self.ss_count = 0
         self.trips0 = run.trips.copy()
         self.n_steps_done = 0
@@ -566,7 +568,8 @@ class _Swaps:
             self._record(i - self.burn_in, x, e, g, out)
 
     def _stepping_stones(self, dv, betas):
-        v = -(betas[1:] - betas[:-1]) * dv[:, :-1]
+        step = betas[1:] - betas[:-1]
+        v = np.stack([-step * dv[:, :-1], step * dv[:, 1:]], axis=1)
         v = np.where(np.isnan(v), -np.inf, v)
         m = np.maximum(self.ss_max, v)
         finite = np.isfinite(m)
@@ -650,17 +653,24 @@ class _Swaps:
 
 def _log_z(ss_max, ss_sum, count, reference_log_z):
     """``(log Z, SE over ladders, per-ladder log Z)`` from the running log-sum-exp of the
-    stepping stones, ``ss_max + log(ss_sum)`` per ladder and pair, over ``count`` steps."""
+    stepping stones, ``ss_max + log(ss_sum)`` per ladder, direction and pair, over
+    ``count`` steps.
+
+    Each ratio Z_{k+1} / Z_k is the mean of the forward estimate, E_k[e^{−Δβ ΔE}], and
+    the inverse of the backward one, 1 / E_{k+1}[e^{Δβ ΔE}], in logs: their Jensen
+    biases (low and high) cancel to first order.
+    """
     n_ladders = ss_max.shape[0]
     if count == 0:
         return np.nan, np.nan, np.full(n_ladders, np.nan)
-    with np.errstate(divide="ignore"):
-        per_pair = ss_max + np.log(ss_sum) - math.log(count)  # (L, T - 1)
-        ladder = reference_log_z + per_pair.sum(axis=1)
+    sign = np.array([1.0, -1.0])[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_pair = sign * (ss_max + np.log(ss_sum) - math.log(count))  # (L, 2, T - 1)
+        ladder = reference_log_z + 0.5 * per_pair.sum(axis=(1, 2))
         m = ss_max.max(axis=0)
-        pooled = m + np.log((ss_sum * np.exp(ss_max - m)).sum(axis=0)) \
-            - math.log(count * n_ladders)
-    log_z = reference_log_z + pooled.sum()
+        pooled = sign * (m + np.log((ss_sum * np.exp(ss_max - m)).sum(axis=0))
+                         - math.log(count * n_ladders))
+    log_z = reference_log_z + 0.5 * pooled.sum()
     se = ladder.std(ddof=1) / math.sqrt(n_ladders) if n_ladders > 1 else np.nan
     return float(log_z), float(se), ladder
 
