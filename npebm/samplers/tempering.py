@@ -15,7 +15,7 @@ cumulative rejection Λ(β) is interpolated and inverted).  Λ = Λ(1), the glob
 communication barrier, is reported; about 2Λ temperatures are enough.
 
 log Z comes from the stepping stones of the kept part of the run, forward and backward
-(their Jensen biases cancel to first order, as in Pigeons.jl):
+(their Jensen biases, low and high, cancel to first order):
 :math:`\\log Z = \\log Z_q + \\sum_k \\log \\mathbb{E}_{\\pi_{\\beta_k}}
 [e^{-(\\beta_{k+1} - \\beta_k)(E - E_q)}]`, pooled over ladders, with the standard error
 from the spread of the per-ladder estimates.
