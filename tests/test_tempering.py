@@ -490,3 +490,11 @@ def test_distributed_tuning_is_refused():
                            n_temperatures=4)
     with pytest.raises(ValueError, match="one process"):
         nd.sample(pt, 4, 10, burn_in=10, client=nd.Executor())
+
+
+def test_impossible_memory_is_refused_up_front():
+    from npebm.samplers import InsufficientMemoryError
+
+    pt = ParallelTempering(MALA(MIXTURE, step_size=0.3), n_temperatures=64)
+    with pytest.raises(InsufficientMemoryError, match="n_samples"):
+        pt.sample(n_samples=10 ** 9, n_steps=10)

@@ -235,9 +235,22 @@ class ParallelTempering:
             ``swap_acceptance`` (T - 1,), ``barrier`` (Λ), ``local_barrier`` (T,)
             (Λ(β_k)), ``suggested_n_temperatures`` (about 2Λ), ``round_trips``
             (n_samples,), ``round_trip_rate`` (per ladder and step), ``log_z``,
-            ``log_z_se`` and ``ladder_log_z`` (n_samples,); ``index_process``
-            (n_kept, n_samples, T), the replica at each temperature; per burn-in round,
-            ``rejection_history`` (n_rounds, T - 1) and ``round_log_z`` (n_rounds,).
+            ``log_z_se`` and ``ladder_log_z`` (n_samples,); ``temperature_acceptance``
+            and ``temperature_step_size`` (T,); ``index_process`` (n_kept, n_samples,
+            T), the replica at each temperature; per burn-in round of this call,
+            ``rejection_history`` (n_rounds, T - 1) and ``round_log_z`` (n_rounds,);
+            and the sums behind the summaries, per ladder where they are per ladder
+            (``swap_accepts``, ``swap_tries``, ``swap_rejection_sum``,
+            ``temperature_alpha_sum``, ``temperature_alpha_count``,
+            ``stepping_stone_max``, ``stepping_stone_sum``, ``stepping_stone_count``,
+            ``reference_log_z``), which shards of a distributed run add up.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a bad argument, before any work, naming it.
+        InsufficientMemoryError
+            When the ladders' arrays cannot fit in memory, before any is allocated.
         """
         from .base import check_run_arguments
 
@@ -258,7 +271,8 @@ class ParallelTempering:
             if chain_offset not in (0, run.ladder0):
                 raise ValueError("chain_offset cannot change when resume=True")
         else:
-            run = self._fresh_run(x, dim, n_samples, seed, chain_offset)
+            run = self._fresh_run(x, dim, n_samples, seed, chain_offset,
+                                  (n_steps // thin, want_traj, want_diag))
         run.block_rows = block_rows
         run.history, run.round_log_z = [], []  # this call's adaptation rounds
         run.tempered._check_schedules(run.st.step, burn_in + n_steps, run.st.x.dtype)
@@ -279,7 +293,7 @@ class ParallelTempering:
         return samples, swaps.diagnostics(out)
 
     # ------------------------------------------------------------------ running
-    def _fresh_run(self, x, dim, n_samples, seed, ladder0=0):
+    def _fresh_run(self, x, dim, n_samples, seed, ladder0=0, plan=None):
         inner = self.sampler
         if x is not None:
             x0 = inner._check_x(x, dim, n_samples)  # the ladders' starts, checked
@@ -294,6 +308,9 @@ class ParallelTempering:
                                  f"{type(inner.energy).__name__} does not fix its dimension")
             inner._check_dim(d, "dim")
             x0 = None
+        if plan is not None:
+            self._check_memory(n_ladders, d, np.dtype(inner.dtype or (
+                x0.dtype if x0 is not None else np.float64)), *plan)
         from ..energies.tempered import GaussianReference, TemperedEnergy
 
         mean, cov = self._reference_args
@@ -303,6 +320,23 @@ class ParallelTempering:
             raise ValueError(f"reference: {exc}") from None
         return _Run(self, inner, reference, TemperedEnergy, x0, n_ladders, d, seed,
                     ladder0=ladder0)
+
+    def _check_memory(self, n_ladders, d, dtype, n_kept, want_traj, want_diag):
+        """Refuse, before allocating anything, ladders whose arrays cannot fit."""
+        from .base import InsufficientMemoryError, _memory_limit
+
+        item, t = dtype.itemsize, self.n_temperatures
+        need = 16 * n_ladders * t * d * item + 96 * n_ladders * t  # chains, work, swaps
+        if want_traj:
+            need += n_ladders * n_kept * d * item
+        if want_diag:
+            need += n_kept * n_ladders * (item + 17 + 2 * t) + 3 * n_kept * d * 8
+        limit, where = _memory_limit(self.sampler.backend)
+        if limit is not None and need > limit:
+            raise InsufficientMemoryError(
+                f"these ladders need about {need / 2**30:.1f} GiB but {where} has "
+                f"{limit / 2**30:.1f} GiB; use fewer ladders (n_samples=) or temperatures, "
+                "or keep fewer steps (a larger thin=, fewer n_steps=)")
 
     def _burn_in(self, run, burn_in, progress):
         """Burn-in: rounds of doubling length, re-spacing the βs after each (adaptive),
