@@ -214,6 +214,14 @@ def evaluate(energy, x):
     if x.shape[0]:
         from .._threads import run_blocks
 
-        run_blocks(_evaluate, -(-x.shape[0] // BLOCK_ROWS), block, x, grads,
-                   energies, params)
+        # The compiled entry of this energy's block and dtype, once it is known: typing
+        # the block function at every call costs ~50 µs, which a hook evaluating a few
+        # chains per step pays every step.
+        key = ("entry", x.dtype)
+        entry = energy._compiled.get(key, _evaluate)
+        run_blocks(entry, -(-x.shape[0] // BLOCK_ROWS), block, x, grads, energies, params)
+        if entry is _evaluate:
+            args = (np.int64(0), np.int64(0), block, x, grads, energies, params)
+            sig = tuple(_evaluate.typeof_pyval(a) for a in args)
+            energy._compiled[key] = _evaluate.overloads[sig].entry_point
     return energies, grads
