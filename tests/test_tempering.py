@@ -92,7 +92,7 @@ def test_gaussian_log_z(dim):
     energy, truth = _gaussian_case(dim)
     hmc = HamiltonianMonteCarlo(energy, step_size=0.2, n_leapfrog_steps=5, seed=1)
     pt = ParallelTempering(hmc, n_temperatures=10 if dim == 50 else 6)
-    _, d = pt.sample(n_samples=12, n_steps=500, burn_in=240, return_diagnostics=True)
+    _, d = pt.sample(n_samples=10, n_steps=300, burn_in=112, return_diagnostics=True)
     assert abs(d["log_z"] - truth) < 3 * d["log_z_se"], (d["log_z"], truth, d["log_z_se"])
 
 
