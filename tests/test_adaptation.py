@@ -69,7 +69,7 @@ def test_dual_averaging_moves_the_right_way():
     (lambda: LangevinDynamics(TARGET), {"adapt": "step_size"}, ValueError, "adapt"),
     (lambda: MALA(TARGET), {"adapt": "step_size", "burn_in": 0}, ValueError, "burn_in"),
     (lambda: MALA(TARGET), {"adapt": "bogus"}, ValueError, "adapt"),
-    (lambda: MALA(TARGET), {"adapt": "diag"}, ValueError, "mass"),
+    (lambda: MALA(TARGET), {"adapt": "dense"}, ValueError, "diagonal"),
     (lambda: MALA(TARGET, step_size=LinearScheduler(0.1, 0.01, 10)), {"adapt": "step_size"},
      ValueError, "scheduler"),
     (lambda: MALA(TARGET, target_accept=1.0), {}, ValueError, "target_accept"),

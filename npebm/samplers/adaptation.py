@@ -1,20 +1,26 @@
-"""Step-size adaptation: the dual-averaging estimator (Hoffman & Gelman 2014).
+"""Adaptation's estimators and schedules: dual averaging of the step size (Hoffman &
+Gelman 2014), pooled (co)variances of draws (Stan) and of draws and gradients (the
+Fisher-divergence diagonal of Seyboldt et al.), and the windows they are fed in.
 
-The estimator is separate from the policy: :class:`DualAveraging` only turns a stream of
-acceptance statistics into step sizes; the samplers decide when to feed it (every
-burn-in step, with the acceptance probability averaged over all chains, so one step size
-serves every chain) and when to stop (at the end of burn-in, so kept draws form a valid
-chain).
+The estimators are separate from the policy: :class:`DualAveraging` only turns a stream
+of acceptance statistics into step sizes, :class:`Welford` and :class:`FisherDiagonal`
+only accumulate batches of draws; the samplers decide when to feed them (every burn-in
+step, pooling all chains, so one step size and one mass serve every chain) and when to
+stop (at the end of burn-in, so kept draws form a valid chain).  The windows are data
+(:func:`slow_windows`).
 
 References
 ----------
 M. D. Hoffman, A. Gelman, "The No-U-Turn Sampler", JMLR 15 (2014), Algorithm 5.
+Stan Reference Manual, MCMC sampling: the adaptation windows.
+A. Seyboldt, E. L. Carlson, B. Carpenter, "Preconditioning Hamiltonian Monte Carlo by
+minimizing Fisher divergence", arXiv:2603.18845 (2026): the diagonal estimate.
 """
 import math
 
 import numpy as np
 
-__all__ = ["DualAveraging", "Welford", "slow_windows"]
+__all__ = ["DualAveraging", "FisherDiagonal", "Welford", "slow_windows"]
 
 
 class DualAveraging:
@@ -129,3 +135,55 @@ class Welford:
         if self.dense:
             return (n / (n + 5.0)) * cov + shrink * np.eye(cov.shape[0])
         return (n / (n + 5.0)) * cov + shrink
+
+
+#: Bounds of a Fisher mass entry (nuts-rs clamps its estimate to the same): far outside
+#: any useful scale, they only keep M and M⁻¹ finite.
+FISHER_CLAMP = (1e-20, 1e20)
+
+
+class FisherDiagonal:
+    """The diagonal mass that minimises the Fisher divergence, from draws and gradients.
+
+    For a preconditioner x = μ + σ ⊙ y, the sample Fisher divergence between the
+    transformed draws and N(0, I) is smallest at σ_j² = sqrt(var(x_j) / var(∂_j E)), so
+    the mass (npebm's M, the momentum covariance) is M_jj = sqrt(var(∂_j E) / var(x_j)).
+    For a Gaussian target with diagonal covariance, ∂_j E = (x_j − μ_j) / σ_j², so the
+    ratio is 1 / σ_j² (the limit of the "diag" estimate, 1 / var(x_j)) whatever the
+    spread of the draws: it is right even from draws that have not reached the target.
+
+    Both variances are pooled over chains and steps (two :class:`Welford`, float64).
+    """
+
+    def __init__(self, dim):
+        self.draws = Welford(dim, dense=False)
+        self.grads = Welford(dim, dense=False)
+
+    @property
+    def count(self):
+        return self.draws.count
+
+    def update(self, x, g):
+        """Add a batch of draws ``x`` (n_chains, dim) and their gradients ``g``; rows
+        whose gradient is not finite (a chain that started where it is not) are left
+        out."""
+        from ..backend import array_namespace
+
+        xp = array_namespace(g)
+        finite = xp.all(xp.isfinite(g), axis=1)
+        if not bool(xp.all(finite)):
+            x, g = x[finite], g[finite]
+        if x.shape[0]:
+            self.draws.update(x)
+            self.grads.update(g)
+
+    def mass(self, current):
+        """``(dim,)`` float64: sqrt(var ∇E / var x), clamped to :data:`FISHER_CLAMP`;
+        ``current`` (dim,) where a variance is zero or not finite (too few draws, or
+        chains that have not moved)."""
+        if self.count < 3:
+            return current
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            m = np.sqrt(self.grads.m2 / self.draws.m2)
+        good = np.isfinite(m) & (m > 0)
+        return np.where(good, np.clip(m, *FISHER_CLAMP), current)
