@@ -3,6 +3,7 @@
 :class:`Diagnostics` is the record ``sampler.sample(..., return_diagnostics=True)``
 returns.  It needs only the array namespace of its contents (NumPy or CuPy).
 """
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -182,9 +183,176 @@ class Diagnostics(Mapping):
         """The same record with every array brought home as NumPy."""
         return Diagnostics(**{k: to_numpy(v) for k, v in self._arrays.items()})
 
+    def to_arviz(self, trajectory=None, *, var_name="x", coords=None, dims=None):
+        """The run as ArviZ data: the draws and the per-draw sample statistics.
+
+        ArviZ is optional (``pip install arviz``, or ``pip install npebm[arviz]``) and
+        imported here, on first use.  ``az.summary``, ``az.plot_trace`` and the rest
+        then work on the result; its ESS and R-hat are those of :func:`ess` and
+        :func:`rhat` on the same draws.
+
+        Parameters
+        ----------
+        trajectory : array (n_chains, n_kept, ...) or dict of str to such arrays, optional
+            The draws.  By default the record's own ``trajectory``, present when the
+            run was ``sample(..., return_trajectory=True, return_diagnostics=True)``;
+            otherwise pass the kept states here.  A dict gives several variables.
+        var_name : str
+            The name of the draws' variable in the posterior (default ``"x"``), when
+            ``trajectory`` is an array.
+        coords, dims : dict, optional
+            Passed to ArviZ's ``from_dict``: ``dims={"x": ["coord"]}`` names the
+            coordinate axis (ArviZ's default is ``x_dim_0``), ``coords={"coord":
+            [...]}`` labels it.
+
+        Returns
+        -------
+        arviz.InferenceData (ArviZ < 1) or xarray.DataTree (ArviZ >= 1)
+            Group ``posterior``: the draws, dimensions ``(chain, draw, ...)``: chain i
+            is the record's chain i, draw t its t-th kept step.  Group
+            ``sample_stats``, each ``(chain, draw)``, from the fields recorded per kept
+            step (absent fields are left out):
+
+            - ``lp``: -``energy``, the unnormalised log density log p(x) = -E(x) of the
+              draw (ArviZ's ``lp``).  The potential is not put under ArviZ's
+              ``energy``, which means the Hamiltonian (for ``plot_energy`` and BFMI);
+              a sampler that records a per-step ``hamiltonian`` gets it there.
+            - ``acceptance_rate``: whether the chain's proposal at that step was
+              accepted (``accepted``, as 0.0 / 1.0; its mean over draws is the chain's
+              acceptance rate).  The record's own ``acceptance_rate``, one fraction
+              over all chains per step, is not per chain and is left out.
+            - ``step_size``: the step size of each kept step, repeated over chains.
+            - ``grad_norm``: |grad E(x)| of the draw.
+            - a sampler's info fields (``InfoField``, any other field shaped
+              ``(n_kept, n_chains)``), under their own names except for ArviZ's
+              conventional ones: ``n_leapfrog`` as ``n_steps``, ``divergent`` as
+              ``diverging``; NUTS's ``tree_depth`` and ``energy_error`` as they are.
+
+            Per-chain totals (``divergences``, ``n_accepted``) are not per draw and
+            stay in the record; ``diverging`` appears only when a sampler records it
+            per step.
+
+        Raises
+        ------
+        ImportError
+            ArviZ is not installed; the message says how to install it.
+        ValueError
+            No draws (neither ``trajectory`` nor a recorded one), or draws whose chains
+            and kept steps do not match the record's.
+        """
+        az = _import_arviz()
+        if trajectory is None:
+            if "trajectory" not in self._arrays:
+                raise ValueError(
+                    "to_arviz needs the draws: run sample(..., return_trajectory=True, "
+                    "return_diagnostics=True), which records them in the diagnostics, or "
+                    "pass them as to_arviz(trajectory=samples)")
+            trajectory = self._arrays["trajectory"]
+        if isinstance(trajectory, Mapping):
+            posterior = {str(k): _host(v) for k, v in trajectory.items()}
+            least = 2
+        else:
+            posterior = {str(var_name): _host(trajectory)}
+            least = 3
+        if not posterior:
+            raise ValueError("trajectory is an empty dict: no draws to convert")
+        shapes = {k: v.shape for k, v in posterior.items()}
+        lead = {s[:2] for s in shapes.values()}
+        if len(lead) != 1 or any(len(s) < least for s in shapes.values()):
+            raise ValueError(
+                "the draws must be shaped (n_chains, n_kept, dim) as "
+                "sample(..., return_trajectory=True) returns them (the final states "
+                f"(n_samples, dim) are not draws); got {shapes}")
+        n_chains, n_kept = lead.pop()
+        stats = self._arviz_sample_stats(n_chains, n_kept)
+        attrs = {"inference_library": "npebm", "inference_library_version": _npebm_version()}
+        with warnings.catch_warnings():
+            # Many chains of few draws are npebm's usual run, correctly laid out.
+            warnings.filterwarnings("ignore", message="More chains")
+            if _major_version(az) >= 1:
+                groups = {"posterior": posterior}
+                if stats:
+                    groups["sample_stats"] = stats
+                return az.from_dict(groups, coords=coords, dims=dims, attrs={"/": attrs})
+            return az.from_dict(posterior=posterior, sample_stats=stats or None,
+                                coords=coords, dims=dims, attrs=attrs)
+
+    def _arviz_sample_stats(self, n_chains, n_kept):
+        """``{ArviZ name: (n_chains, n_kept) NumPy array}`` of the per-step fields."""
+        per_step = (n_kept, n_chains)
+        stats = {}
+        for name, value in self._arrays.items():
+            if name in _NOT_SAMPLE_STATS or getattr(value, "ndim", 0) != 2:
+                continue
+            if tuple(value.shape) != per_step:
+                if name in ("energy", "accepted"):
+                    raise ValueError(
+                        f"the draws have {n_chains} chains and {n_kept} kept steps but the "
+                        f"record's {name} is {tuple(value.shape)}, (n_kept, n_chains): "
+                        "pass the trajectory of the run that gave these diagnostics")
+                continue
+            a = _host(value).T
+            if name == "energy":
+                a = -a
+            elif name == "accepted":
+                a = a.astype(np.float64)
+            elif name in ("divergent", "diverging"):
+                a = a.astype(bool)
+            arviz_name = _ARVIZ_NAMES.get(name, name)
+            if arviz_name in stats and name not in _ARVIZ_NAMES:
+                continue  # a conventional name already given by its npebm field
+            stats[arviz_name] = np.ascontiguousarray(a)
+        step = self._arrays.get("step_size")
+        if step is not None and getattr(step, "shape", None) == (n_kept,):
+            stats["step_size"] = np.ascontiguousarray(
+                np.broadcast_to(_host(step)[None, :], (n_chains, n_kept)))
+        return stats
+
     def __repr__(self):
         items = ", ".join(f"{k}{tuple(getattr(v, 'shape', ()))}" for k, v in self._arrays.items())
         return f"Diagnostics({items})"
+
+
+#: npebm's per-step fields renamed to ArviZ's conventional ``sample_stats`` names by
+#: :meth:`Diagnostics.to_arviz` (``energy`` also negated: ArviZ's lp is the log density).
+_ARVIZ_NAMES = {
+    "energy": "lp",
+    "accepted": "acceptance_rate",
+    "n_leapfrog": "n_steps",
+    "divergent": "diverging",
+    "hamiltonian": "energy",
+}
+#: Fields that :meth:`Diagnostics.to_arviz` never gives to ``sample_stats`` even when
+#: shaped like one (``mean`` and ``var`` are (n_kept, dim); tempering's bookkeeping).
+_NOT_SAMPLE_STATS = frozenset({"trajectory", "mean", "var", "block_sums", "block_counts",
+                               "index_process", "rejection_history", "acceptance_rate",
+                               "step_size"})
+
+
+def _import_arviz():
+    """``arviz``, imported on first use, or an ImportError saying how to install it."""
+    try:
+        import arviz
+    except ImportError as exc:
+        raise ImportError("Diagnostics.to_arviz() needs ArviZ, which is not installed: "
+                          "pip install arviz (or pip install 'npebm[arviz]')") from exc
+    return arviz
+
+
+def _major_version(module):
+    head = str(getattr(module, "__version__", "0")).split(".")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _npebm_version():
+    from ._version import __version__
+
+    return __version__
+
+
+def _host(a):
+    """``a`` as a NumPy array (from CuPy, a CPU torch tensor or a list)."""
+    return np.asarray(to_numpy(a))
 
 
 # ------------------------------------------------------------------ chain statistics
