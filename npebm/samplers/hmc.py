@@ -39,12 +39,13 @@ def _build_step(evaluate):
     @register_jitable(_nrt=False, forceinline=True)
     def step(r0, r1, s, block, params, chains, extra, args, scratch, info):
         X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
-        eta, half_eta, n_leapfrog, jitter, kind, sqrt_m, minv_diag, chol_t, minv = args
+        eta, half_eta, n_leap, jitter, kind, sqrt_m, minv_diag, chol_t, minv = args
         P, zrow, vrow, h0, log_u, hs, acc = scratch
         accepted, diverged, alpha, fields = info
         d = X.shape[1]
         h = eta[s]
         hh = half_eta[s]
+        n_leapfrog = n_leap[s]
         # Momenta p ~ N(0, M), the starting Hamiltonian, the first half kick.
         for r in range(r0, r1):
             chain = np.uint64(chain0 + r)
@@ -174,14 +175,22 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
                                                  start, n))
 
     def _step_arrays(self, eta):
-        return {"step_size": eta, "half": 0.5 * eta}
+        return {"step_size": eta, "half": 0.5 * eta,
+                "n_leapfrog": np.full(len(eta), self.n_leapfrog_steps, np.int64)}
 
     def _step_args(self, sched, dtype, dim):
+        # Leapfrog steps per proposal is a per-step array: ChEESHMC jitters it.
         return (sched["step_size"].astype(dtype), sched["half"].astype(dtype),
-                np.int64(self.n_leapfrog_steps), np.float64(self.jitter),
+                np.ascontiguousarray(sched["n_leapfrog"], np.int64), np.float64(self.jitter),
                 *self._mass_args(dtype, dim))
 
     def _vector_step(self, run, s, sched, streams):
+        accepted, diverged, alpha, _, _ = self._vector_proposal(run, s, sched, streams)
+        return accepted, diverged, alpha, None
+
+    def _vector_proposal(self, run, s, sched, streams):
+        """The vectorised step, also handing back each chain's proposal and its momentum
+        there (before the accept test): ``(accepted, diverged, alpha, xn, p)``."""
         x, g, e = run.x, run.g, run.e
         n, d = x.shape
         dtype = x.dtype
@@ -202,12 +211,13 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
         z64 = z.astype(np.float64)
         h0 = e.astype(np.float64) + 0.5 * np.einsum("ij,ij->i", z64, z64)
         xn = x.copy()
+        n_leapfrog = int(sched["n_leapfrog"][s])
         leap.kick(p, g, hh)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            for step in range(self.n_leapfrog_steps):
+            for step in range(n_leapfrog):
                 leap.drift(xn, p, h, kind, minv_diag, minv)
                 en, gn = self._evaluate(xn)
-                leap.kick(p, gn, h if step < self.n_leapfrog_steps - 1 else hh)
+                leap.kick(p, gn, h if step < n_leapfrog - 1 else hh)
             kin = leap.kinetic(p, kind, minv_diag, minv)
             delta = en.astype(np.float64) + 0.5 * kin - h0
             ok = (np.isfinite(en) & np.isfinite(gn).all(axis=1) & np.isfinite(xn).all(axis=1)
@@ -217,4 +227,4 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
         x[accepted] = xn[accepted]
         g[accepted] = gn[accepted]
         e[accepted] = en[accepted]
-        return accepted, ~ok, alpha, None
+        return accepted, ~ok, alpha, xn, p
