@@ -247,3 +247,30 @@ def test_logistic_regression_posterior(logistic, adapt):
     x, d = s.sample(x=x0, n_steps=20, burn_in=300, adapt=adapt, return_diagnostics=True)
     assert abs(d.acceptance_rate.mean() - s.target_accept) < 0.05
     _assert_moments(x, mean, sd, mean_se, sd_se, label=f"HMC {adapt}")
+
+
+# ---------------------------------------------------------------------------------
+# NUTS from defaults (step size 0.1, max_tree_depth 10) with Stan's windowed adaptation.
+
+def test_eight_schools_noncentred_posterior_nuts():
+    from npebm.samplers import NUTS
+
+    energy = CompiledEnergy(_eight_schools, params=(Y8, SIGMA8), dim=10)
+    mean, sd = _eight_schools_reference()
+    n = 1000
+    s = NUTS(energy, seed=8)
+    z, d = s.sample(n_samples=n, dim=10, n_steps=10, burn_in=300, adapt="diag",
+                    return_diagnostics=True)
+    assert d.divergences.sum() < 0.01 * n * 10
+    _assert_moments(_natural(z), mean, sd, label="eight schools, NUTS")
+
+
+def test_logistic_regression_posterior_nuts(logistic):
+    from npebm.samplers import NUTS
+
+    energy, (mean, sd, mean_se, sd_se) = logistic
+    s = NUTS(energy, seed=5)
+    x0 = np.random.default_rng(6).normal(size=(500, 4))
+    x, d = s.sample(x=x0, n_steps=10, burn_in=300, adapt="diag", return_diagnostics=True)
+    assert d.tree_depth.mean() < 5  # the adapted mass made the posterior round
+    _assert_moments(x, mean, sd, mean_se, sd_se, label="NUTS diag")

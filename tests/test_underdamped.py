@@ -9,15 +9,14 @@ sampler does not sample) at 4.5 Monte Carlo standard errors.  The other tests ar
 compiled and vectorised paths agree to rounding; resume, checkpoints, shards, threads and
 the CUDA simulator reproduce a run bit for bit, momentum included.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from helpers import (ArrayGaussian, assert_same_for_one_and_two_threads,
+                     run_under_cuda_simulator)
 
-from npebm.energies import Energy, GaussianEnergy
+from npebm.energies import GaussianEnergy
 from npebm.random import key_from_seed
 from npebm.samplers import SamplingWarning, UnderdampedLangevin
 
@@ -29,21 +28,7 @@ SCHEMES = ("BAOAB", "OBABO")
 Z = 4.5  # standard errors allowed per compared entry
 
 
-class ArrayGaussian(Energy):
-    """A GaussianEnergy written as array code: it runs on the vectorised path."""
-
-    def __init__(self, gauss=GAUSS):
-        self.mean, self.precision = gauss.mean, gauss.precision
-
-    def energy(self, x):
-        d = x - self.mean
-        return 0.5 * np.einsum("ij,jk,ik->i", d, self.precision, d)
-
-    def gradient(self, x):
-        return (x - self.mean) @ self.precision
-
-
-ENERGIES = {"compiled": GAUSS, "vectorised": ArrayGaussian()}
+ENERGIES = {"compiled": GAUSS, "vectorised": ArrayGaussian(GAUSS)}
 
 
 def mass_matrix(mass, dim=2):
@@ -211,7 +196,7 @@ def test_compiled_and_vectorised_paths_agree(scheme, mass):
     mass = MASSES[mass]
     kw = dict(return_trajectory=True, return_diagnostics=True)
     (xa, da), sa = run(GAUSS, scheme, mass, **kw)
-    (xb, db), sb = run(ArrayGaussian(), scheme, mass, **kw)
+    (xb, db), sb = run(ArrayGaussian(GAUSS), scheme, mass, **kw)
     np.testing.assert_allclose(xb, xa, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sb["momentum"], sa["momentum"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(db.energy, da.energy, rtol=1e-12, atol=1e-12)
@@ -271,7 +256,7 @@ _THREADS_SCRIPT = textwrap.dedent("""
     import hashlib
     import numpy as np
     from npebm import _threads
-    from npebm.energies import Energy, GaussianEnergy
+    from npebm.energies import GaussianEnergy
     from npebm.samplers import UnderdampedLangevin
     g = GaussianEnergy([1.0, -1.0], [[1.0, 0.5], [0.5, 2.0]])
     class Arr(Energy):
@@ -298,30 +283,11 @@ _THREADS_SCRIPT = textwrap.dedent("""
 def test_bit_identical_for_one_and_two_threads():
     """Catches: per-thread scratch or stream state shared between chains (a race), or
     a result that depends on how blocks of chains are split over threads."""
-    results = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env,
-                             capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stdout + out.stderr
-        results.append(out.stdout.split())
-    assert [r[0] for r in results] == ["1", "2"]  # two threads really ran
-    assert results[0][1] == results[1][1] and len(results[0][1]) == 64
+    assert_same_for_one_and_two_threads(_THREADS_SCRIPT)
 
 
 _CUDASIM_SCRIPT = textwrap.dedent("""
-    import sys
-    import numpy as np
-    try:
-        from numba import cuda  # noqa: F401
-        from npebm.samplers._cuda import simulated
-    except ImportError as exc:
-        print("SKIP", exc)
-        sys.exit(0)
-    if not simulated():
-        print("SKIP the CUDA simulator is not active")
-        sys.exit(0)
-    from npebm.energies import Energy, GaussianEnergy
+    from npebm.energies import GaussianEnergy
     from npebm.samplers import UnderdampedLangevin
     g = GaussianEnergy([1.0, -1.0], [[1.0, 0.5], [0.5, 2.0]])
     class Arr(Energy):
@@ -352,14 +318,7 @@ _CUDASIM_SCRIPT = textwrap.dedent("""
 def test_cuda_simulator_matches_the_cpu_bit_for_bit():
     """Catches: the CUDA kernel's step (one chain per thread) differing from the CPU's,
     a momentum not copied to or from the device, the device noise streams out of step."""
-    pytest.importorskip("numba.cuda", reason="numba-cuda provides the simulator")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    out = subprocess.run([sys.executable, "-c", _CUDASIM_SCRIPT], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    if out.stdout.startswith("SKIP"):
-        pytest.skip(out.stdout.strip())
-    assert out.stdout.split()[-2:] == ["OK", "12"], out.stdout
+    assert run_under_cuda_simulator(_CUDASIM_SCRIPT)[-2:] == ["OK", "12"]
 
 
 # -------------------------------------------------------------------- bad input
@@ -396,7 +355,7 @@ def test_bad_arguments_are_refused_naming_them(kwargs, error, pattern):
 def test_refusals_at_sample_time_come_before_any_work():
     """Catches: adapt accepted by a sampler with no acceptance step to tune, a mass of
     the wrong dimension found only after the energy ran (the energy fixes no dim here)."""
-    energy = CountingGaussian()
+    energy = CountingGaussian(GAUSS)
     s = UnderdampedLangevin(energy, mass=[1.0, 2.0, 3.0], seed=0)
     CountingGaussian.calls = 0
     with pytest.raises(ValueError, match="mass has dim 3"):

@@ -553,6 +553,10 @@ class _Swaps:
         # chain that moved is where its last evaluation was.
         if run.base_e is None:
             run.base_e, run.base_g = path.base_energy_and_gradient(x)
+        elif not getattr(run.tempered, "_moves_to_last_evaluation", True):
+            # NUTS moves to a leaf chosen from its trajectory, not the last one.
+            moved = runner.moved()
+            run.base_e[moved], run.base_g[moved] = path.base_energy_and_gradient(x[moved])
         else:
             moved = runner.moved()
             last_e, last_g = path.last_buffers(dtype)
