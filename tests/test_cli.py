@@ -137,6 +137,7 @@ def test_help_imports_nothing_heavy(argv):
              "--progress"]),
     ("underdamped", ["--step-size", "0.1", "--gamma", "0.5", "--scheme", "obabo",
                      "--mass", "[1.0, 2.0]"]),
+    ("chees", ["--step-size", "0.2", "--mass", "[1.0, 2.0]"]),
 ])
 def test_sample_each_sampler(tmp_path, sampler, extra):
     out = tmp_path / "s.npz"
@@ -195,6 +196,24 @@ def test_sampler_table_matches_the_library():
         assert set(spec.options) <= set(params) & set(_RESULT_SETTINGS), name
         assert bool(spec.adapt) == ("target_accept" in params), name
     assert SAMPLERS["underdamped"].step_size == 1e-2
+
+
+def test_adapt_fisher_is_a_mass_mode_of_hmc():
+    from npebm.cli.common import UsageError
+    from npebm.cli.parser import _parser
+    from npebm.cli.settings import _check_sampler_settings, _fresh_settings
+
+    def settings(sampler):
+        args = _parser().parse_args(["sample", "--energy", "gaussian", "--sampler", sampler,
+                                     "--n-samples", "4", "--n-steps", "4", "--out", "x.npz",
+                                     "--adapt", "fisher"])
+        s = _fresh_settings(args)
+        _check_sampler_settings(s)
+        return s
+
+    assert settings("hmc")["adapt"] == "fisher"
+    with pytest.raises(UsageError, match="--adapt fisher estimates a mass matrix"):
+        settings("mala")
 
 
 def test_sample_gaussian_by_torchebm_name_in_three_dimensions(tmp_path):
@@ -335,11 +354,12 @@ def test_plot_bounds_leave_out_a_few_far_points():
      ["--gamma is for --sampler underdamped, not hmc"]),
     (["--energy", "gaussian", "--sampler", "mala", "--scheme", "OBABO"],
      ["--scheme is for --sampler underdamped, not mala"]),
-    (["--energy", "gaussian", "--mass", "2"], ["--mass is for --sampler hmc or underdamped"]),
+    (["--energy", "gaussian", "--mass", "2"],
+     ["--mass is for --sampler hmc, nuts, chees or underdamped"]),
     (["--energy", "gaussian", "--sampler", "underdamped", "--noise-scale", "2"],
      ["--noise-scale is for --sampler langevin, not underdamped"]),
     (["--energy", "gaussian", "--sampler", "underdamped", "--adapt", "step_size"],
-     ["--adapt", "underdamped Langevin is unadjusted", "mala or hmc"]),
+     ["--adapt", "underdamped Langevin is unadjusted", "mala, hmc, nuts or chees"]),
     (["--energy", "gaussian", "--sampler", "underdamped", "--adapt", "diag"],
      ["--adapt", "unadjusted"]),
     (["--energy", "gaussian", "--sampler", "ul", "--gamma", "-1"], ["--gamma", "'-1'"]),
@@ -784,3 +804,48 @@ def test_bench_builtin_timing():
     rates = [float(line.split()[-1]) for line in proc.stdout.splitlines()
              if line.split() and line.split()[0] in ("langevin", "mala", "hmc")]
     assert len(rates) == 3 and all(r > 0 for r in rates)
+
+
+def test_nuts_adapts_and_resumes_from_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """NUTS from the command line: --max-tree-depth and --adapt fisher reach the sampler
+    and are saved; a run interrupted after a checkpoint and resumed equals one
+    uninterrupted run, bit for bit (the adapted step size and mass travel with it); the
+    tree's depth and gradient count come out with --diagnostics."""
+    run = ["sample", "--energy", "gaussian", "--sampler", "nuts", "--max-tree-depth", "5",
+           "--adapt", "fisher", "--burn-in", "60", "--n-samples", "20", "--n-steps", "40",
+           "--diagnostics", "--seed", "8"]
+    plain = tmp_path / "plain.npz"
+    assert main([*run, "--out", str(plain)]) == 0
+    data = load(plain)
+    settings = json.loads(str(data["settings"]))
+    assert (settings["sampler"], settings["max_tree_depth"], settings["adapt"]) == \
+        ("nuts", 5, "fisher")
+    depth, n_leap = data["diag_tree_depth"], data["diag_n_leapfrog"]
+    assert depth.shape == (40, 20) and 1 <= depth.max() <= 5
+    assert np.all(n_leap >= 2 ** depth - 1)
+
+    ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
+    real_save, saves = npebm.io.save_state, []
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        saves.append(int(state["cli_done"]))
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    with pytest.raises(SystemExit):
+        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
+    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    assert saves == [80, 100]
+    capsys.readouterr()
+    line = in_process_error(capsys, ["sample", "--resume", str(ck), "--max-tree-depth", "6"])
+    assert "--max-tree-depth 6 differs" in line, line
+    assert main(["sample", "--resume", str(ck)]) == 0
+    resumed = load(out)
+    for name in ("samples", "diag_tree_depth", "diag_n_leapfrog", "diag_energy"):
+        np.testing.assert_array_equal(resumed[name], data[name])
+    line = in_process_error(capsys, ["sample", "--energy", "gaussian", "--sampler", "hmc",
+                                     "--max-tree-depth", "4", "--n-samples", "2",
+                                     "--n-steps", "2", "--out", str(out)])
+    assert "--max-tree-depth is for --sampler nuts, not hmc" in line, line

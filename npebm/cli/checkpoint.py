@@ -57,14 +57,22 @@ class _Records:
     """
 
     def __init__(self, settings, saved=None, done=0):
+        from .. import samplers
+        from ..diagnostics import Diagnostics
+        from .settings import SAMPLERS
+
         keep = settings["trajectory"] or settings["diagnostics"]
+        # Per kept step: the diagnostics' own, and the sampler's info fields (NUTS's
+        # tree depth...), whatever the sampler declares.
+        cls = getattr(samplers, SAMPLERS[settings["sampler"]].cls)
+        self.per_step = set(Diagnostics.PER_STEP_FIELDS) | {f.name for f in cls.info_fields}
         self.n_kept = settings["n_steps"] // settings["thin"] if keep else 0
         self.arrays, self.kept = {}, 0
         saved = dict(saved or {})
         # A checkpoint holds the filled part of each per-step array.
         for name, value in saved.items():
-            if _step_axis(name) is not None:
-                self.kept = value.shape[_step_axis(name)]
+            if self._step_axis(name) is not None:
+                self.kept = value.shape[self._step_axis(name)]
                 self._allocate(name, value)
                 self._fill(name, value, 0)
             else:
@@ -76,14 +84,14 @@ class _Records:
     def _allocate(self, name, piece):
         import numpy as np
 
-        axis = _step_axis(name)
+        axis = self._step_axis(name)
         shape = list(piece.shape)
         shape[axis] = self.n_kept
         self.arrays[name] = np.empty(shape, piece.dtype)
 
     def _fill(self, name, piece, at):
-        index = (slice(None),) * _step_axis(name) + (slice(at, at + piece.shape[
-            _step_axis(name)]),)
+        index = (slice(None),) * self._step_axis(name) + (slice(at, at + piece.shape[
+            self._step_axis(name)]),)
         self.arrays[name][index] = piece
 
     def add(self, samples, diag, settings, recorded):
@@ -109,7 +117,7 @@ class _Records:
         n_new = 0
         for name, value in pieces.items():
             value = np.asarray(to_numpy(value))
-            axis = _step_axis(name)
+            axis = self._step_axis(name)
             if axis is not None:
                 if name not in self.arrays:
                     self._allocate(name, value)
@@ -122,27 +130,24 @@ class _Records:
                 self.arrays[name] = value
         self.kept += n_new
 
+    def _step_axis(self, name):
+        """The kept-step axis of a record, or None for one that is not per step: the
+        trajectory's second, the first of each per-step diagnostic (``diag_<name>``,
+        joined across calls; the per-chain ones are summed)."""
+        if name == "traj":
+            return 1
+        if name.startswith("diag_") and name[len("diag_"):] in self.per_step:
+            return 0
+        return None
+
     def view(self):
         """The arrays with only their filled kept steps (to save or write)."""
         out = {}
         for name, value in self.arrays.items():
-            axis = _step_axis(name)
+            axis = self._step_axis(name)
             out[name] = value if axis is None else \
                 value[(slice(None),) * axis + (slice(0, self.kept),)]
         return out
-
-
-def _step_axis(name):
-    """The kept-step axis of a record, or None for one that is not per step: the
-    trajectory's second, the first of each per-step diagnostic (``diag_<name>``, joined
-    across calls; the per-chain ones are summed, see :class:`_Records`)."""
-    from ..diagnostics import Diagnostics
-
-    if name == "traj":
-        return 1
-    if name.startswith("diag_") and name[len("diag_"):] in Diagnostics.PER_STEP_FIELDS:
-        return 0
-    return None
 
 
 def _save_checkpoint(path, sampler, settings, io_settings, done, records):

@@ -99,7 +99,10 @@ def _parser():
     g.add_argument("--scheme", type=str.upper, choices=("BAOAB", "OBABO"),
                    help=f"{_takers('scheme')}: the splitting of each step (default BAOAB, "
                    "the smaller bias in x; OBABO is velocity Verlet)")
-    g.add_argument("--adapt", choices=("step_size", "diag", "dense", "none"),
+    g.add_argument("--max-tree-depth", type=_positive_int, metavar="D",
+                   help=f"{_takers('max_tree_depth')}: most doublings of a trajectory, "
+                   "at most 2^D - 1 gradients per step (default 10)")
+    g.add_argument("--adapt", choices=("step_size", "diag", "dense", "fisher", "none"),
                    help=f"{_takers(adapt='step_size')}: tune the step size (and "
                    f"{_takers(adapt='diag')}'s mass) during burn-in (default: step_size, "
                    "unless --step-size is given or --burn-in is 0)")

@@ -32,7 +32,11 @@ SAMPLERS = {
                          aliases=("ula",)),
     "mala": _Sampler("MALA", "MALA", 1e-3, adapt=("step_size",)),
     "hmc": _Sampler("HamiltonianMonteCarlo", "HMC", 0.1, ("n_leapfrog_steps", "mass"),
-                    adapt=("step_size", "diag", "dense")),
+                    adapt=("step_size", "diag", "dense", "fisher")),
+    "nuts": _Sampler("NUTS", "NUTS", 0.1, ("max_tree_depth", "mass"),
+                     adapt=("step_size", "diag", "dense", "fisher")),
+    "chees": _Sampler("ChEESHMC", "ChEES-HMC", 0.1, ("mass",),
+                      adapt=("step_size", "diag", "dense", "fisher")),
     "underdamped": _Sampler("UnderdampedLangevin", "underdamped Langevin", 1e-2,
                             ("gamma", "scheme", "mass"), aliases=("ul", "kinetic")),
 }
@@ -41,12 +45,13 @@ SAMPLERS = {
 #: from its checkpoint.
 _RESULT_SETTINGS = ("energy", "params", "sampler", "n_samples", "n_steps", "dim", "burn_in",
                     "thin", "step_size", "n_leapfrog_steps", "noise_scale", "mass", "gamma",
-                    "scheme", "adapt", "dtype", "seed", "trajectory", "diagnostics",
-                    "init_scale")
+                    "scheme", "max_tree_depth", "adapt", "dtype", "seed", "trajectory",
+                    "diagnostics", "init_scale")
 
 #: Settings that older checkpoints lack, and what they meant there: the chains started
 #: from the library's N(0, I); the sampler options came later, unset before.
-_OLD_SETTINGS = {"init_scale": 1.0, "gamma": None, "scheme": None}
+_OLD_SETTINGS = {"init_scale": 1.0, "gamma": None, "scheme": None,
+                 "max_tree_depth": None}
 
 #: Burn-in steps of MALA and HMC when they adapt and no --burn-in is given.
 DEFAULT_BURN_IN = 500
@@ -83,7 +88,8 @@ def _fresh_settings(args):
         "step_size": args.step_size, "n_leapfrog_steps": args.n_leapfrog_steps,
         "noise_scale": args.noise_scale,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
-        "gamma": args.gamma, "scheme": args.scheme, "adapt": adapt, "dtype": args.dtype,
+        "gamma": args.gamma, "scheme": args.scheme, "max_tree_depth": args.max_tree_depth,
+        "adapt": adapt, "dtype": args.dtype,
         "seed": secrets.randbelow(2**32) if args.seed is None else args.seed,
         "trajectory": bool(args.trajectory), "diagnostics": bool(args.diagnostics),
         "init_scale": INIT_SCALE if args.init_scale is None else args.init_scale,
@@ -118,7 +124,8 @@ def _check_resumed_settings(args, settings, path):
         "noise_scale": args.noise_scale, "dtype": args.dtype,
         "seed": args.seed, "trajectory": args.trajectory, "diagnostics": args.diagnostics,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
-        "gamma": args.gamma, "scheme": args.scheme, "init_scale": args.init_scale,
+        "gamma": args.gamma, "scheme": args.scheme, "max_tree_depth": args.max_tree_depth,
+        "init_scale": args.init_scale,
     }
     if args.adapt is not None and args.adapt != (settings["adapt"] or "none"):
         raise UsageError(f"--adapt {args.adapt} differs from the checkpoint {path!r} "
