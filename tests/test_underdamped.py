@@ -256,7 +256,7 @@ _THREADS_SCRIPT = textwrap.dedent("""
     import hashlib
     import numpy as np
     from npebm import _threads
-    from npebm.energies import GaussianEnergy
+    from npebm.energies import Energy, GaussianEnergy
     from npebm.samplers import UnderdampedLangevin
     g = GaussianEnergy([1.0, -1.0], [[1.0, 0.5], [0.5, 2.0]])
     class Arr(Energy):
@@ -287,7 +287,7 @@ def test_bit_identical_for_one_and_two_threads():
 
 
 _CUDASIM_SCRIPT = textwrap.dedent("""
-    from npebm.energies import GaussianEnergy
+    from npebm.energies import Energy, GaussianEnergy
     from npebm.samplers import UnderdampedLangevin
     g = GaussianEnergy([1.0, -1.0], [[1.0, 0.5], [0.5, 2.0]])
     class Arr(Energy):
