@@ -215,6 +215,65 @@ def test_block_path_matches_chain_major_path():
     assert len(np.unique(da.n_leapfrog[0])) > 1  # the block's trees differ in length
 
 
+def test_torch_energy_agrees_with_array_code():
+    """Catches: a tree built differently when the energy is a torch function (the
+    vectorised path evaluating a subset of chains per leaf)."""
+    torch = pytest.importorskip("torch")
+    from npebm.adapters.torch import TorchEnergy
+
+    mean, prec = torch.as_tensor(GAUSS.mean), torch.as_tensor(GAUSS.precision)
+
+    def energy(x):
+        d = x - mean
+        return 0.5 * ((d @ prec) * d).sum(dim=1)
+
+    kw = dict(n_samples=20, dim=2, n_steps=8, return_diagnostics=True)
+    xa, da = NUTS(TorchEnergy(energy, dtype=np.float64), step_size=0.4, seed=2).sample(**kw)
+    xb, db = NUTS(ArrayGaussian(GAUSS), step_size=0.4, seed=2).sample(**kw)
+    np.testing.assert_allclose(xa, xb, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(da.n_leapfrog, db.n_leapfrog)
+
+
+def _regression(b, grad, params):
+    """E(b) = |y − X b|² / (2 · 0.25) + |b|² / (2 · 100), its gradient into ``grad``.
+    (Parameters typed as the logistic regression's in test_bayesian_models.py, so that
+    the two share one compiled kernel.)"""
+    X, y = params
+    n, d = X.shape
+    e = 0.0
+    for j in range(d):
+        grad[j] = b[j] / 100.0
+        e += 0.5 * b[j] * b[j] / 100.0
+    for i in range(n):
+        r = y[i]
+        for j in range(d):
+            r -= X[i, j] * b[j]
+        e += 0.5 * r * r / 0.25
+        for j in range(d):
+            grad[j] -= X[i, j] * r / 0.25
+    return e
+
+
+def test_badly_scaled_regression_with_fisher_adaptation():
+    """Catches: the mass adapted from gradients (adapt="fisher") not reaching NUTS's
+    kinetic energy and U-turn criterion.  The conjugate posterior of a regression with
+    predictors on scales 0.05 to 20 (tests/test_adaptation.py's), from defaults."""
+    rng = np.random.default_rng(11)
+    scales = np.array([0.05, 1.0, 20.0, 3.0])
+    X = rng.normal(size=(60, 4)) * scales
+    y = X @ np.array([2.0, -1.0, 0.05, 0.3]) + rng.normal(scale=0.5, size=60)
+    s2, t2 = 0.25, 100.0
+    energy = CompiledEnergy(_regression, params=(X, y), dim=4)
+    cov = np.linalg.inv(X.T @ X / s2 + np.eye(4) / t2)
+    mean = cov @ X.T @ y / s2
+    s = NUTS(energy, seed=4)
+    x, d = s.sample(n_samples=500, n_steps=10, burn_in=300, adapt="fisher",
+                    return_diagnostics=True)
+    assert_moments(x, mean, np.diag(cov), label="regression, fisher")
+    # The adapted mass whitened the posterior's scales (400x apart): short trees.
+    assert d.tree_depth.mean() < 4
+
+
 @pytest.mark.parametrize("energy", ["compiled", "vectorised"])
 def test_resume_and_checkpoints_are_bit_identical(energy, tmp_path):
     """Catches: a stream position or adapted mass and step size not carried by resume
