@@ -21,7 +21,7 @@ import numpy as np
 from npebm.diagnostics import ess
 from npebm.energies import GaussianEnergy
 from npebm.plotting import plot_diagnostics, plot_samples, plot_trajectories
-from npebm.samplers import MALA, HamiltonianMonteCarlo, LangevinDynamics
+from npebm.samplers import MALA, NUTS, ChEESHMC, HamiltonianMonteCarlo, LangevinDynamics
 
 # %% [markdown]
 # ## A 2-D Gaussian
@@ -196,3 +196,67 @@ assert mala_error < 0.1 < ula_error
 # mixing through one parameter.  Langevin dynamics keeps its place: it needs gradients
 # only, no energy values, and for training EBMs (notebook 04) a short, biased chain is
 # what contrastive divergence uses anyway.
+
+# %% [markdown]
+# ## Letting the trajectory length choose itself: NUTS and ChEES-HMC
+#
+# HMC above needed its number of leapfrog steps from us (10, with a jittered step to
+# keep it from resonating with the target).  Two samplers choose it:
+#
+# - `NUTS` doubles each chain's trajectory, forward or backward at random, until it
+#   starts to turn back on itself (the no-U-turn criterion), then draws the next state
+#   from the whole trajectory; each step reports its tree depth and gradient count.
+# - `ChEESHMC` tunes one trajectory length $T$ for all chains during burn-in, by the
+#   ChEES criterion (how fast the chains' spread changes, from all chains' proposals),
+#   and jitters it per step by a Halton sequence; the chains stay in step, which GPUs
+#   like.
+#
+# Both adapt the step size and the mass as HMC does.  Same target, same chains, same
+# number of kept draws; ESS per 1000 gradients is the fair comparison.
+
+# %%
+nuts = NUTS(target, seed=3)
+nuts_traj, nuts_diag = nuts.sample(n_samples=100, n_steps=500, burn_in=300, adapt="diag",
+                                   return_trajectory=True, return_diagnostics=True)
+chees = ChEESHMC(target, seed=3)
+chees_traj, chees_diag = chees.sample(n_samples=100, n_steps=500, burn_in=300,
+                                      adapt="diag", return_trajectory=True,
+                                      return_diagnostics=True)
+gradients = {  # per chain, over the kept steps
+    "HMC, L = 10": 10 * 500,
+    "NUTS": nuts_diag.n_leapfrog.sum(axis=0).mean(),
+    "ChEES-HMC": chees.leapfrog_steps(300, 500).sum(),
+}
+per_gradient = {}
+print("sampler       step size   gradients/step   tree depth   min ESS   ESS/1000 grad")
+for name, (t, d) in {"HMC, L = 10": (traj, diag), "NUTS": (nuts_traj, nuts_diag),
+                     "ChEES-HMC": (chees_traj, chees_diag)}.items():
+    s = d.summary()
+    min_ess = min(s["ess_bulk_min"], s["ess_tail_min"])
+    per_gradient[name] = 1000 * min_ess / (100 * gradients[name])
+    step = {"HMC, L = 10": hmc, "NUTS": nuts, "ChEES-HMC": chees}[name].step_size
+    depth = f"{d.tree_depth.mean():10.2f}" if name == "NUTS" else " " * 10
+    print(f"{name:12s} {step:10.3f} {gradients[name] / 500:16.1f}   {depth}"
+          f" {min_ess:9.0f} {per_gradient[name]:15.1f}")
+    assert s["rhat_max"] < 1.01 and s["divergences"] == 0
+print(f"ChEES-HMC's tuned trajectory length T = {chees.trajectory_length:.2f}")
+assert min(per_gradient["NUTS"], per_gradient["ChEES-HMC"]) > 2 * per_gradient["HMC, L = 10"]
+
+# %% [markdown]
+# With the adapted mass the target is round, and both samplers find that a short
+# trajectory is enough: NUTS stops after about two doublings (3 gradients per draw) and
+# ChEES-HMC's jittered length averages one or two steps, so each gives several times
+# the effective draws per gradient of HMC's L = 10, which was far longer than needed
+# (its draws are good, but it paid for them).  Neither needed a trajectory length from
+# us.  They matter most on targets whose scales vary from place to place (a funnel, a
+# heavy tail), where no single L suits, and on new targets, where nobody knows L yet.
+# Every step's tree depth and gradient count are in the diagnostics
+# (`nuts_diag.tree_depth`, `nuts_diag.n_leapfrog`, per kept step and chain):
+
+# %%
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(5, 3))
+depths = nuts_diag.tree_depth.ravel()
+ax.hist(depths, bins=np.arange(depths.max() + 2) - 0.5, rwidth=0.8)
+ax.set(xlabel="tree depth (doublings)", ylabel="steps", title="NUTS on the 6-D Gaussian")
