@@ -257,7 +257,7 @@ def test_eight_schools_noncentred_posterior_nuts():
 
     energy = CompiledEnergy(_eight_schools, params=(Y8, SIGMA8), dim=10)
     mean, sd = _eight_schools_reference()
-    n = 1000
+    n = 400
     s = NUTS(energy, seed=8)
     z, d = s.sample(n_samples=n, dim=10, n_steps=10, burn_in=300, adapt="diag",
                     return_diagnostics=True)
@@ -270,7 +270,7 @@ def test_logistic_regression_posterior_nuts(logistic):
 
     energy, (mean, sd, mean_se, sd_se) = logistic
     s = NUTS(energy, seed=5)
-    x0 = np.random.default_rng(6).normal(size=(500, 4))
+    x0 = np.random.default_rng(6).normal(size=(250, 4))
     x, d = s.sample(x=x0, n_steps=10, burn_in=300, adapt="diag", return_diagnostics=True)
     assert d.tree_depth.mean() < 5  # the adapted mass made the posterior round
     _assert_moments(x, mean, sd, mean_se, sd_se, label="NUTS diag")

@@ -122,8 +122,8 @@ def test_gaussian_moments_from_defaults_with_adaptation(dim, condition, rotate, 
     stop trajectories at the wrong time or bias them), float32 arithmetic lost."""
     mean, cov = _random_gaussian(dim, condition, seed=dim, rotate=rotate)
     s = NUTS(GaussianEnergy(mean, cov), seed=11, dtype=dtype)
-    x0 = mean + np.random.default_rng(1).normal(size=(400, dim)) * np.sqrt(np.diag(cov))
-    x, d = s.sample(x=x0.astype(dtype), n_steps=20, burn_in=400, adapt=adapt,
+    x0 = mean + np.random.default_rng(1).normal(size=(250, dim)) * np.sqrt(np.diag(cov))
+    x, d = s.sample(x=x0.astype(dtype), n_steps=20, burn_in=300, adapt=adapt,
                     return_diagnostics=True)
     assert x.dtype == dtype
     assert d.divergences.sum() == 0
