@@ -602,8 +602,13 @@ class _Swaps:
             runner.set_step_scale(np.tile(run.scales, L))
         et, gt = path.combine(e, g, e_ref, g_ref, dtype)
         runner.set_evaluated(et, gt)
+        # Which cold chains moved this step: their counts (kept from the call's first
+        # step on, burn-in included) against the last step's.
+        n_acc = out["n_accepted"][run.cold_rows].copy()
+        moved = n_acc > 0 if self.prev_accepted is None else n_acc != self.prev_accepted
+        self.prev_accepted = n_acc
         if i >= self.burn_in:
-            self._record(i - self.burn_in, x, e, g, out)
+            self._record(i - self.burn_in, x, e, g, moved)
 
     def _stepping_stones(self, dv, betas):
         step = betas[1:] - betas[:-1]
@@ -627,12 +632,9 @@ class _Swaps:
         run.last_end[lad, bottom] = -1
         run.last_end[lad, top] = 1
 
-    def _record(self, j, x, e, g, out):
+    def _record(self, j, x, e, g, moved):
         run = self.run
         cold = run.cold_rows
-        n_acc = out["n_accepted"][cold].copy()
-        moved = n_acc != self.prev_accepted if self.prev_accepted is not None else None
-        self.prev_accepted = n_acc
         if (j + 1) % self.thin:
             return
         k = (j + 1) // self.thin - 1
@@ -642,7 +644,7 @@ class _Swaps:
             xc = x[cold].astype(np.float64)
             self.energy[k] = e[cold]
             self.grad_norm[k] = np.sqrt((g[cold].astype(np.float64) ** 2).sum(axis=1))
-            self.accepted[k] = moved if moved is not None else out["alpha"][cold] > 0
+            self.accepted[k] = moved
             for blk, (a, b) in enumerate(zip(self.block_edges[:-1], self.block_edges[1:])):
                 shift = xc[a]
                 dx = xc[a:b] - shift
