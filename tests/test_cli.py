@@ -720,8 +720,9 @@ def test_damaged_checkpoint_is_refused(tmp_path, capsys):
 
 def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, capsys):
     """A checkpoint whose settings say ``n_leapfrog`` (before --n-leapfrog-steps), without
-    ``init_scale``, ``gamma`` and ``scheme`` (before underdamped Langevin) or the run_*
-    counts: resumed to the uninterrupted result, its settings in the same order."""
+    ``init_scale``, ``gamma`` and ``scheme`` (before underdamped Langevin), ``tempering``
+    and ``reference_scale`` (before --tempering) or the run_* counts: resumed to the
+    uninterrupted result, its settings in the same order."""
     run = ["sample", *MIXTURE, "--sampler", "hmc", "--step-size", "0.3",
            "--n-leapfrog-steps", "4", "--init-scale", "1", "--n-samples", "8",
            "--n-steps", "60", "--seed", "4", "--diagnostics"]
@@ -743,7 +744,8 @@ def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, 
     state = npebm.io.load_state(ck)
     settings = json.loads(str(state["cli_settings"]))
     settings = {("n_leapfrog" if k == "n_leapfrog_steps" else k): v
-                for k, v in settings.items() if k not in ("init_scale", "gamma", "scheme")}
+                for k, v in settings.items()
+                if k not in ("init_scale", "gamma", "scheme", "tempering", "reference_scale")}
     state["cli_settings"] = np.str_(json.dumps(settings))
     for name in ("cli_run_accepted", "cli_run_divergences"):
         del state[name]
@@ -849,3 +851,106 @@ def test_nuts_adapts_and_resumes_from_a_checkpoint(tmp_path, monkeypatch, capsys
                                      "--max-tree-depth", "4", "--n-samples", "2",
                                      "--n-steps", "2", "--out", str(out)])
     assert "--max-tree-depth is for --sampler nuts, not hmc" in line, line
+
+
+# --------------------------------------------------------------------------- tempering
+
+#: Two modes far apart, the far one (from the chains' start near 0) three times heavier:
+#: a plain sampler's chains all fall into the near one and stay there.
+FAR_MODES = ["--energy", "gaussian_mixture", "--param", "means=[[-4,0],[2,0]]",
+             "covs_or_scales=0.5", "weights=[3,1]"]
+
+
+def test_tempering_reaches_the_far_mode_and_estimates_log_z(tmp_path, capsys):
+    """HMC alone leaves the heavier, far mode (weight 3/4) empty; with --tempering the
+    final states of the independent ladders fill it in proportion, within 4 standard
+    errors of a binomial share of n.  The mixture is normalised (log Z = 0): the written
+    log Z is within 3 of its standard errors of 0."""
+    n, weight = 200, 0.75
+    run = ["sample", *FAR_MODES, "--sampler", "hmc", "--n-samples", str(n), "--n-steps",
+           "100", "--burn-in", "200", "--seed", "3"]
+    tol = 4 * np.sqrt(weight * (1 - weight) / n)
+    plain, tempered = tmp_path / "plain.npz", tmp_path / "pt.npz"
+    assert main([*run, "--out", str(plain)]) == 0
+    share = np.mean(load(plain)["samples"][:, 0] < -1)
+    assert abs(share - weight) > tol, share
+    capsys.readouterr()
+
+    assert main([*run, "--tempering", "4", "--out", str(tempered)]) == 0
+    text = capsys.readouterr().out
+    data = load(tempered)
+    settings = json.loads(str(data["settings"]))
+    assert (settings["tempering"], settings["reference_scale"]) == (4, None)
+    assert data["samples"].shape == (n, 2)
+    share = np.mean(data["samples"][:, 0] < -1)
+    assert abs(share - weight) < tol, (share, tol)
+    log_z, se = float(data["log_z"]), float(data["log_z_se"])
+    assert 0 < se < 0.2 and abs(log_z) < 3 * se, (log_z, se)
+    betas = data["betas"]
+    assert betas.shape == (4,) and betas[0] == 0 and betas[-1] == 1
+    assert np.all(np.diff(betas) > 0)
+    assert f"log Z = {log_z:.4g} ± {se:.2g}" in text, text
+    for words in ("parallel tempering: each chain a ladder of 4", "swap acceptance",
+                  "barrier Λ =", "temperatures suffice (4 used", "round trips"):
+        assert words in text, (words, text)
+    assert "diag_log_z" not in data  # the tempering diagnostics come with --diagnostics
+
+
+def test_tempered_run_resumes_bit_for_bit(tmp_path, monkeypatch, capsys):
+    """A tempered run interrupted after a checkpoint and resumed equals one uninterrupted
+    run without checkpoints, bit for bit: the β = 1 chains, their diagnostics, log Z and
+    every tempering summary.  Burn-in (where the βs are tuned) runs in one call: the
+    first checkpoint comes after it, at the first call boundary (calls of
+    ceil(n_steps / 100) = 3 steps) at or after --checkpoint-every steps."""
+    run = ["sample", *MIXTURE, "--sampler", "hmc", "--tempering", "3", "--reference-scale",
+           "2", "--burn-in", "40", "--n-samples", "10", "--n-steps", "300",
+           "--diagnostics", "--seed", "5"]
+    plain = tmp_path / "plain.npz"
+    assert main([*run, "--out", str(plain)]) == 0
+    data = load(plain)
+    assert data["diag_index_process"].shape == (300, 10, 3)
+    assert data["diag_rejection_history"].shape == (1, 2)  # one round in 40 steps
+    # The first kept step of each call judged by the call's count of accepted steps.
+    np.testing.assert_array_equal(data["diag_accepted"].sum(axis=0), data["diag_n_accepted"])
+
+    ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
+    real_save, saves = npebm.io.save_state, []
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        saves.append(int(state["cli_done"]))
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    with pytest.raises(SystemExit) as info:
+        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
+    assert info.value.code == 130
+    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    assert saves == [40 + 21, 40 + 42] and not out.exists()
+    saved = json.loads(str(npebm.io.load_state(ck)["cli_settings"]))
+    assert (saved["tempering"], saved["reference_scale"]) == (3, 2.0)
+    capsys.readouterr()
+    for flag, value in (("--tempering", "4"), ("--reference-scale", "1")):
+        line = in_process_error(capsys, ["sample", "--resume", str(ck), flag, value])
+        assert f"{flag} {float(value) if flag[2] == 'r' else value} differs" in line, line
+    assert main(["sample", "--resume", str(ck), "--tempering", "3"]) == 0
+    assert "at step 82 of 340" in capsys.readouterr().out
+    assert_same_files(plain, out)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--tempering", "1"], ["--tempering", "integer >= 2", "'1'"]),
+    (["--tempering", "two"], ["--tempering", "integer >= 2", "'two'"]),
+    (["--reference-scale", "2"], ["--reference-scale", "use it with --tempering"]),
+    (["--tempering", "3", "--reference-scale", "0"], ["--reference-scale", "positive"]),
+    (["--tempering", "3", "--adapt", "diag"], ["--adapt diag", "--tempering",
+                                               "--adapt step_size"]),
+])
+def test_tempering_errors_are_one_line(tmp_path, capsys, args, words):
+    out = tmp_path / "x.npz"
+    line = in_process_error(capsys, ["sample", *MIXTURE, "--sampler", "hmc", "--n-samples",
+                                     "4", "--n-steps", "4", *args, "--out", str(out)])
+    for word in words:
+        assert word in line, (word, line)
+    assert not out.exists()

@@ -15,6 +15,8 @@ Subcommands:
     run to the same result, bit for bit.  Chains start from N(0, 0.1² I); MALA and HMC
     tune their step size in a burn-in unless ``--step-size`` is given; chains that never
     moved are reported, and every output path is checked before any sampling.
+    ``--tempering T`` wraps the sampler in parallel tempering (T chains per sample, the
+    β = 1 ones recorded) and writes log Z with its standard error.
 ``bench``
     A quick run of ``benchmarks/bench_samplers.py`` (in a source checkout), or a small
     built-in timing of the three samplers.

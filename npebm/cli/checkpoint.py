@@ -6,6 +6,17 @@ from .settings import _OLD_SETTINGS, _RESULT_SETTINGS
 #: Records summed over calls: the diagnostics' counts and the CLI's own after burn-in.
 _SUMMED = ("diag_divergences", "diag_n_accepted", "run_divergences", "run_accepted")
 
+#: A tempered run's sums behind its summaries (ParallelTempering's diagnostics of each
+#: call), kept as ``pt_<name>``: added over calls ...
+_PT_SUMS = ("swap_accepts", "swap_tries", "swap_rejection_sum", "temperature_alpha_sum",
+            "temperature_alpha_count", "round_trips")
+#: ... the stepping stones' running log-sum-exp, combined over calls ...
+_PT_STONES = ("stepping_stone_max", "stepping_stone_sum", "stepping_stone_count")
+#: ... set by burn-in (the last call's; they no longer change after it) ...
+_PT_LAST = ("betas", "temperature_step_size", "reference_log_z")
+#: ... and the burn-in's adaptation rounds (the first call's).
+_PT_ONCE = ("rejection_history", "round_log_z")
+
 
 def _load_checkpoint(path):
     """``(settings, io, done, records, state)`` from a checkpoint of ``npebm sample``."""
@@ -66,6 +77,13 @@ class _Records:
         # tree depth...), whatever the sampler declares.
         cls = getattr(samplers, SAMPLERS[settings["sampler"]].cls)
         self.per_step = set(Diagnostics.PER_STEP_FIELDS) | {f.name for f in cls.info_fields}
+        # A tempered run: the β = 1 chains' diagnostics, the replica at each temperature
+        # per kept step, and the sums behind the tempering summaries (see _add_tempering).
+        self.tempering = settings.get("tempering") is not None
+        # (The calls' thin: that of the kept steps when recording, else one kept step.)
+        self.thin = settings["thin"] if keep else None
+        if self.tempering:
+            self.per_step.add("index_process")
         self.n_kept = settings["n_steps"] // settings["thin"] if keep else 0
         self.arrays, self.kept = {}, 0
         saved = dict(saved or {})
@@ -104,6 +122,8 @@ class _Records:
         from ..diagnostics import Diagnostics
 
         per_chain = Diagnostics.PER_CHAIN_FIELDS
+        if self.tempering:
+            diag = self._add_tempering(diag)
         pieces = {}
         if recorded and settings["trajectory"]:
             pieces["traj"] = np.asarray(to_numpy(samples))
@@ -129,6 +149,53 @@ class _Records:
                 # the first counts, or what burn-in set once (adapted step size, mass)
                 self.arrays[name] = value
         self.kept += n_new
+
+    def _add_tempering(self, diag):
+        """Keep a tempered call's sums (combined over calls, in the order of the calls);
+        return the β = 1 chains' diagnostics, for the rest of :meth:`add`."""
+        import numpy as np
+
+        from ..backend import to_numpy
+        from ..diagnostics import Diagnostics
+
+        arrays = self.arrays
+        for name in _PT_SUMS:
+            value = np.asarray(to_numpy(diag[name]))
+            key = "pt_" + name
+            arrays[key] = arrays[key] + value if key in arrays else value
+        for name in _PT_LAST:
+            arrays["pt_" + name] = np.asarray(to_numpy(diag[name]))
+        for name in _PT_ONCE:
+            arrays.setdefault("pt_" + name, np.asarray(to_numpy(diag[name])))
+        m2, s2, c2 = (np.asarray(to_numpy(diag[name])) for name in _PT_STONES)
+        if "pt_stepping_stone_max" in arrays:
+            m1, s1, c1 = (arrays["pt_" + name] for name in _PT_STONES)
+            m = np.maximum(m1, m2)
+            finite = np.isfinite(m)
+            with np.errstate(invalid="ignore", over="ignore"):
+                w1 = np.where(finite, np.exp(np.where(finite, m1 - m, 0.0)), 0.0)
+                w2 = np.where(finite, np.exp(np.where(finite, m2 - m, 0.0)), 0.0)
+            m2, s2, c2 = m, s1 * w1 + s2 * w2, c1 + c2
+        arrays.update(pt_stepping_stone_max=m2, pt_stepping_stone_sum=s2,
+                      pt_stepping_stone_count=np.int64(c2))
+        keep = set(Diagnostics.PER_STEP_FIELDS) | set(Diagnostics.PER_CHAIN_FIELDS) | \
+            {"index_process"}
+        return {name: value for name, value in diag.items() if name in keep}
+
+    def tempering_summary(self, n_steps):
+        """A tempered run's summaries over all its calls (ParallelTempering's own, from
+        the sums kept): ``log_z``, ``log_z_se``, ``barrier``, ``swap_acceptance``, ...,
+        and ``betas``, ``temperature_step_size``, ``round_trips``; {} before any call."""
+        from ..samplers.tempering import summarise
+
+        if "pt_betas" not in self.arrays:
+            return {}
+        fields = {name[len("pt_"):]: value for name, value in self.arrays.items()
+                  if name.startswith("pt_")}
+        out = {name: fields[name] for name in ("betas", "temperature_step_size",
+                                               "round_trips", *_PT_ONCE)}
+        out.update(summarise(fields, max(n_steps, 1)))
+        return out
 
     def _step_axis(self, name):
         """The kept-step axis of a record, or None for one that is not per step: the

@@ -110,6 +110,15 @@ def _parser():
                    help=f"chains start from N(0, S² I) (default {INIT_SCALE}: all near the "
                    "origin, so that none starts far out where the step size tuned on the "
                    "others is too big for it to move)")
+    g.add_argument("--tempering", type=_temperatures, metavar="T",
+                   help="parallel tempering: each of the --n-samples chains becomes a "
+                   "ladder of T >= 2 chains from a Gaussian reference (β = 0) to the "
+                   "target (β = 1), the sampler's on each, neighbours swapping states; the "
+                   f"βs are tuned in burn-in (default {DEFAULT_BURN_IN} steps); the "
+                   "samples are the β = 1 chains, and log Z is estimated (default: no "
+                   "tempering)")
+    g.add_argument("--reference-scale", type=_positive_float, metavar="S",
+                   help="--tempering: the reference is N(0, S² I) (default 1)")
     g.add_argument("--dtype", choices=("float32", "float64"), help="default float64")
     g.add_argument("--device", metavar="DEV", help="cpu (default), cuda, cuda:N or auto")
     g.add_argument("--seed", type=_nonnegative_int, metavar="S",
@@ -201,6 +210,13 @@ def _energies_epilog():
         "settings saved in it (settings given again must agree) and writes the same",
         "--out, bit for bit, as an uninterrupted run.",
         "",
+        "parallel tempering: --tempering T runs T chains per sample (the β = 1 one",
+        "recorded), tunes the βs and each temperature's step size in burn-in (in one go:",
+        "the first checkpoint comes after it) and reports log Z ± its standard error, the",
+        "barrier Λ (about 2Λ temperatures suffice) and the swap acceptance; the .npz gets",
+        "log_z, log_z_se and betas. Its checkpoints fall on the run's calls, each about",
+        "1/100 of --n-steps: the first call boundary at or after every N steps.",
+        "",
         "examples:",
         "  npebm sample --energy double_well --param barrier_height=3 --sampler mala \\",
         "      --n-samples 1000 --n-steps 500 --burn-in 200 --step-size 0.05 --out dw.npz",
@@ -210,6 +226,8 @@ def _energies_epilog():
         "  npebm sample --energy double_well --sampler underdamped --step-size 0.05 \\",
         "      --gamma 2 --scheme OBABO --n-samples 1000 --n-steps 2000 --burn-in 500 \\",
         "      --out ud.npz",
+        "  npebm sample --energy double_well --param barrier_height=8 --sampler hmc \\",
+        "      --tempering 8 --n-samples 200 --n-steps 1000 --burn-in 500 --out pt.npz",
     ]
     return "\n".join(lines)
 
@@ -233,6 +251,18 @@ def _sampler_name(text):
         raise argparse.ArgumentTypeError(f"unknown sampler {text!r}; choose "
                                          f"{_either(SAMPLERS)}")
     return key
+
+
+def _temperatures(text):
+    """argparse type of ``--tempering``: an integer >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (temperatures per "
+                                         f"chain, the target's included), got {text!r}")
+    return value
 
 
 def _positive_int(text):

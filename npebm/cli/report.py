@@ -164,9 +164,10 @@ def _chain_report(final, records, settings):
     return lines
 
 
-def _print_summary(final, records, settings, sampler):
+def _print_summary(final, records, settings, sampler, tempering=None):
     """The final states' moments; the acceptance rate and divergences after burn-in, and
-    the step size when burn-in tuned it."""
+    the step size when burn-in tuned it; a tempered run's log Z, barrier and swaps
+    (``tempering``: :meth:`_Records.tempering_summary`)."""
     import numpy as np
 
     d = min(final.shape[1], 4)
@@ -178,6 +179,38 @@ def _print_summary(final, records, settings, sampler):
     if records.complete and "run_accepted" in arrays:
         text = (f"acceptance rate {arrays['run_accepted'].sum() / steps:.3f}, divergences "
                 f"{int(arrays['run_divergences'].sum())} (after burn-in)")
-        if settings["adapt"]:
+        if settings["adapt"] and tempering:
+            text += (f"; step size at β = 1 {float(tempering['temperature_step_size'][-1]):.3g}"
+                     ", tuned in burn-in")
+        elif settings["adapt"]:
             text += f"; step size {float(sampler.step_size):.3g}, tuned in burn-in"
         print(text)
+    if tempering:
+        for line in _tempering_lines(tempering, settings):
+            print(line)
+
+
+def _tempering_lines(t, settings):
+    """A tempered run's summary: log Z ± its standard error, the βs, the swap acceptance
+    of each neighbouring pair, the barrier Λ and the temperatures it suggests (2Λ)."""
+    import math
+
+    import numpy as np
+
+    fmt = np.array2string
+    se = float(t["log_z_se"])
+    if math.isfinite(se):
+        log_z = (f"log Z = {float(t['log_z']):.4g} ± {se:.2g} (stepping stones after "
+                 f"burn-in; the standard error from the spread of the "
+                 f"{settings['n_samples']} ladders)")
+    else:
+        log_z = (f"log Z = {float(t['log_z']):.4g} (stepping stones after burn-in; one "
+                 "ladder gives no standard error: --n-samples >= 2 does)")
+    lines = [log_z]
+    n_t, suggested = settings["tempering"], int(t["suggested_n_temperatures"])
+    advice = f"; try --tempering {suggested}" if suggested > n_t else ""
+    lines.append(f"tempering: βs {fmt(t['betas'], precision=3, separator=', ')}, swap "
+                 f"acceptance {fmt(t['swap_acceptance'], precision=2, separator=', ')}; "
+                 f"barrier Λ = {float(t['barrier']):.3g}, so about {suggested} temperatures "
+                 f"suffice ({n_t} used{advice}); {int(np.sum(t['round_trips']))} round trips")
+    return lines

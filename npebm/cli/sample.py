@@ -19,6 +19,8 @@ CALL_SECONDS = 0.5
 FIRST_CALL = 10
 #: Bytes of trajectory and diagnostics one call may return before they join the records.
 CALL_BYTES = 256 << 20
+#: A tempered run's calls after burn-in: about this many, of a length its settings fix.
+TEMPERED_CALLS = 100
 
 
 def _sample(args):
@@ -84,9 +86,18 @@ def _sample(args):
           f"{settings['burn_in']} of burn-in{adapt}, thin {settings['thin']}, "
           f"seed {settings['seed']}, {settings['dtype'] or 'float64'} on "
           f"{io_settings['device']}")
+    if settings["tempering"] is not None:
+        scale = settings["reference_scale"] or 1.0
+        tuned = "βs tuned in burn-in" if settings["burn_in"] else \
+            "βs fixed (no burn-in to tune them in)"
+        print(f"parallel tempering: each chain a ladder of {settings['tempering']} from "
+              f"the reference N(0, {scale:.3g}² I) to the target, {tuned}; the samples "
+              "are the β = 1 chains")
     if args.resume is not None:
         print(f"resuming {args.resume} at step {done} of {total}")
-    bar = _Bar(bool(args.progress), settings["n_samples"], total, done)
+    # Chain-steps count every chain: a tempered run's T per sample.
+    n_chains = settings["n_samples"] * (settings["tempering"] or 1)
+    bar = _Bar(bool(args.progress), n_chains, total, done)
     report = _Report(bar)
     start, first = time.perf_counter(), done
     try:
@@ -102,10 +113,19 @@ def _sample(args):
         bar.close()
     elapsed = time.perf_counter() - start
     final = np.asarray(to_numpy(sampler.get_state()["x"]))
+    tempering = {}
+    if settings["tempering"] is not None:
+        # The ladders' chains, ladder by ladder: the β = 1 one is the last of each.
+        final = final.reshape(settings["n_samples"], settings["tempering"], -1)[:, -1]
+        tempering = records.tempering_summary(settings["n_steps"])
     kept = records.view()
     samples = kept["traj"] if settings["trajectory"] else final
     arrays = {"samples": samples}
     arrays.update({k: kept[k] for k in sorted(kept) if k.startswith("diag_")})
+    if tempering:
+        arrays.update({k: np.asarray(tempering[k]) for k in ("log_z", "log_z_se", "betas")})
+        if settings["diagnostics"]:
+            arrays.update({"diag_" + k: np.asarray(v) for k, v in sorted(tempering.items())})
     try:
         _write_npz(io_settings["out"], arrays, settings, energy)
     except OSError as exc:
@@ -115,10 +135,10 @@ def _sample(args):
                         f"--resume {io_settings['checkpoint']} --out FILE.npz` writes it")
         raise UsageError(f"--out {io_settings['out']}: cannot write the results: "
                          f"{_one_line(exc)}{saved_in}") from None
-    steps = settings["n_samples"] * (total - first)
+    steps = n_chains * (total - first)
     print(f"sampled in {elapsed:.2f} s ({steps / max(elapsed, 1e-9):.3g} chain-steps/s, "
           "compilation included)")
-    _print_summary(final, records, settings, sampler)
+    _print_summary(final, records, settings, sampler, tempering)
     print(f"wrote {io_settings['out']}: " + ", ".join(
         f"{k} {tuple(v.shape)}" for k, v in arrays.items()) + ", settings")
     for line in _chain_report(final, records, settings):
@@ -140,6 +160,8 @@ def _run(sampler, settings, io_settings, done, records, bar, report):
     adapting, as the library adapts within one call); recorded calls end on kept steps.
     Checkpoints are saved every ``checkpoint_every`` steps of burn-in and then of
     recording (and at the end); between them, calls of about CALL_SECONDS move the bar."""
+    if settings["tempering"] is not None:
+        return _run_tempered(sampler, settings, io_settings, done, records, bar, report)
     burn_in, n_steps, thin = settings["burn_in"], settings["n_steps"], settings["thin"]
     total = burn_in + n_steps
     path = io_settings["checkpoint"]
@@ -184,6 +206,55 @@ def _run(sampler, settings, io_settings, done, records, bar, report):
         done += advance
         size = int(min(max(1, CALL_SECONDS * advance / max(elapsed, 1e-9)), 1 << 20))
         if every is not None and done == end:
+            _save_checkpoint(path, sampler, settings, io_settings, done, records)
+            bar.note = f"checkpoint {path} at step {done}"
+        bar.update(done)
+    return done
+
+
+def _tempered_call_steps(settings):
+    """Steps per call of a tempered run after burn-in: about n_steps / TEMPERED_CALLS, a
+    multiple of thin when recording."""
+    keep = settings["trajectory"] or settings["diagnostics"]
+    quantum = settings["thin"] if keep else 1
+    k = -(-settings["n_steps"] // TEMPERED_CALLS)
+    return -(-k // quantum) * quantum
+
+
+def _run_tempered(sampler, settings, io_settings, done, records, bar, report):
+    """:func:`_run` for a ParallelTempering sampler, whose calls its settings alone fix.
+
+    The first call runs the whole burn-in (the library tunes the βs, and each
+    temperature's step size, in rounds of doubling length within one call: burn-in split
+    over calls would tune otherwise, so no checkpoint falls in it) and the first steps;
+    then calls of :func:`_tempered_call_steps` steps each.  The tempering summaries are
+    float sums over each call's steps (swap rejections, stepping stones), combined over
+    calls: the same calls give the same bits, so they must not depend on the timing or
+    on the checkpoints.  A checkpoint is saved at the first call boundary at or after
+    every ``checkpoint_every`` steps after burn-in (exactly there when it is a multiple
+    of the call's length), and at the end."""
+    burn_in, n_steps, thin = settings["burn_in"], settings["n_steps"], settings["thin"]
+    total = burn_in + n_steps
+    path = io_settings["checkpoint"]
+    every = io_settings["checkpoint_every"] if path else None
+    keep = settings["trajectory"] or settings["diagnostics"]
+    size = _tempered_call_steps(settings)
+    while done < total:
+        kwargs = {"progress": False, "return_diagnostics": True,
+                  "return_trajectory": settings["trajectory"]}
+        if done == 0:
+            kwargs.update(x=_initial_states(settings), burn_in=burn_in)
+            first = burn_in
+        else:
+            kwargs["resume"] = True
+            first = done
+        k = min(size, total - first)
+        kwargs.update(n_steps=k, thin=thin if keep else k)
+        samples, diag = _call(sampler, kwargs, report)
+        records.add(samples, diag, settings, True)
+        done = first + k
+        if every is not None and (done == total or
+                                  (done - burn_in) // every > (first - burn_in) // every):
             _save_checkpoint(path, sampler, settings, io_settings, done, records)
             bar.note = f"checkpoint {path} at step {done}"
         bar.update(done)

@@ -46,12 +46,17 @@ SAMPLERS = {
 _RESULT_SETTINGS = ("energy", "params", "sampler", "n_samples", "n_steps", "dim", "burn_in",
                     "thin", "step_size", "n_leapfrog_steps", "noise_scale", "mass", "gamma",
                     "scheme", "max_tree_depth", "adapt", "dtype", "seed", "trajectory",
-                    "diagnostics", "init_scale")
+                    "diagnostics", "init_scale", "tempering", "reference_scale")
 
 #: Settings that older checkpoints lack, and what they meant there: the chains started
-#: from the library's N(0, I); the sampler options came later, unset before.
+#: from the library's N(0, I); the sampler options came later, unset before; no
+#: parallel tempering.
 _OLD_SETTINGS = {"init_scale": 1.0, "gamma": None, "scheme": None,
-                 "max_tree_depth": None}
+                 "max_tree_depth": None, "tempering": None, "reference_scale": None}
+
+#: The --adapt modes a tempered run takes: ParallelTempering tunes each temperature's step
+#: size (adapt_step_size), not a mass.
+TEMPERED_ADAPT = ("step_size",)
 
 #: Burn-in steps of MALA and HMC when they adapt and no --burn-in is given.
 DEFAULT_BURN_IN = 500
@@ -93,6 +98,7 @@ def _fresh_settings(args):
         "seed": secrets.randbelow(2**32) if args.seed is None else args.seed,
         "trajectory": bool(args.trajectory), "diagnostics": bool(args.diagnostics),
         "init_scale": INIT_SCALE if args.init_scale is None else args.init_scale,
+        "tempering": args.tempering, "reference_scale": args.reference_scale,
     }
     return settings
 
@@ -101,7 +107,8 @@ def _default_adaptation(args):
     """``(adapt, burn_in)`` of a new run: the samplers that adapt (MALA and HMC) tune
     their step size during a burn-in (DEFAULT_BURN_IN steps unless --burn-in says) unless
     --step-size fixes it, --adapt none declines, or --burn-in 0 leaves no burn-in to adapt
-    in."""
+    in.  A tempered run (--tempering) tunes its βs in burn-in: DEFAULT_BURN_IN steps
+    unless --burn-in says, whatever the sampler."""
     adapt = args.adapt
     if adapt is None and args.step_size is None and SAMPLERS[args.sampler].adapt \
             and args.burn_in != 0:
@@ -110,7 +117,8 @@ def _default_adaptation(args):
         adapt = None
     if args.burn_in is not None:
         return adapt, args.burn_in
-    return adapt, DEFAULT_BURN_IN if adapt is not None else 0
+    tuning = adapt is not None or args.tempering is not None
+    return adapt, DEFAULT_BURN_IN if tuning else 0
 
 
 def _check_resumed_settings(args, settings, path):
@@ -125,7 +133,8 @@ def _check_resumed_settings(args, settings, path):
         "seed": args.seed, "trajectory": args.trajectory, "diagnostics": args.diagnostics,
         "mass": None if args.mass is None else _literal(args.mass, "--mass"),
         "gamma": args.gamma, "scheme": args.scheme, "max_tree_depth": args.max_tree_depth,
-        "init_scale": args.init_scale,
+        "init_scale": args.init_scale, "tempering": args.tempering,
+        "reference_scale": args.reference_scale,
     }
     if args.adapt is not None and args.adapt != (settings["adapt"] or "none"):
         raise UsageError(f"--adapt {args.adapt} differs from the checkpoint {path!r} "
@@ -180,6 +189,31 @@ def _check_sampler_settings(s):
                              "step_size")
         if s["burn_in"] < 1:
             raise UsageError("--adapt needs --burn-in >= 1: adaptation happens during burn-in")
+    _check_tempering_settings(s)
+
+
+def _check_tempering_settings(s):
+    """--tempering T (T >= 2 temperatures per chain) and --reference-scale S (> 0, with
+    --tempering only), and the --adapt modes a tempered run takes."""
+    import math
+
+    t, scale = s["tempering"], s["reference_scale"]
+    if t is None:
+        if scale is not None:
+            raise UsageError("--reference-scale is the scale of parallel tempering's "
+                             "reference: use it with --tempering T")
+        return
+    # (The parser checks these; a checkpoint edited by hand is checked here.)
+    if isinstance(t, bool) or not isinstance(t, int) or t < 2:
+        raise UsageError(f"--tempering {t}: expected an integer >= 2 (temperatures per "
+                         "chain, the target's included)")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale) or scale <= 0):
+        raise UsageError(f"--reference-scale {scale}: expected a positive finite number")
+    if s["adapt"] is not None and s["adapt"] not in TEMPERED_ADAPT:
+        raise UsageError(f"--adapt {s['adapt']} estimates a mass matrix, which --tempering "
+                         "does not tune (it tunes each temperature's step size and the "
+                         "βs); use --adapt step_size or none")
 
 
 def _check_record_memory(settings):
@@ -189,11 +223,12 @@ def _check_record_memory(settings):
     import os
 
     n, d, thin = settings["n_samples"], settings["dim"], settings["thin"]
+    chains = n * (settings["tempering"] or 1)  # a tempered run: a ladder per sample
     n_kept = settings["n_steps"] // thin
     item = 4 if settings["dtype"] == "float32" else 8
     parts = {
         # the starting states, and the library's states, gradients, proposals and copies
-        "the chains": 9 * n * d * item + 64 * n,
+        "the chains": 9 * chains * d * item + 64 * chains,
         "the trajectory": n * n_kept * d * item * settings["trajectory"],
         "the diagnostics":
             (n * n_kept * (item + 9) + n_kept * d * 16) * settings["diagnostics"],
@@ -224,9 +259,23 @@ def _build_sampler(settings, device):
             kwargs[name] = settings[name]
     cls = getattr(samplers, spec.cls)
     try:
-        return cls(energy, **kwargs), energy
+        sampler = cls(energy, **kwargs)
     except (TypeError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
         raise UsageError(_one_line(exc)) from None
+    if settings["tempering"] is None:
+        return sampler, energy
+    if sampler.backend.name != "cpu":
+        raise UsageError(f"--tempering runs on the CPU for now, not {device}; leave out "
+                         "--device or give --device cpu")
+    scale = settings["reference_scale"]
+    try:
+        pt = samplers.ParallelTempering(
+            sampler, n_temperatures=settings["tempering"],
+            reference=None if scale is None else (None, float(scale) ** 2),
+            schedule="adaptive", adapt_step_size=settings["adapt"] == "step_size")
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"--tempering: {_one_line(exc)}") from None
+    return pt, energy
 
 
 def _initial_states(settings):
