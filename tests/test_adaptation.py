@@ -199,3 +199,23 @@ def test_regression_with_badly_scaled_predictors_matches_its_closed_form_posteri
         np.testing.assert_array_less(np.abs(x.mean(axis=0) - m) / sd, z / np.sqrt(n))
         np.testing.assert_array_less(np.abs(x.std(axis=0, ddof=1) / sd - 1),
                                      z * np.sqrt(1 / (2 * (n - 1))))
+
+
+def test_dense_precision_of_an_ill_conditioned_covariance_is_a_valid_mass():
+    """A pooled covariance with condition number 1e14 (a funnel's neck against its
+    mouth): its computed inverse is not symmetric to the mass check's 1e-10, which made
+    adapt="dense" fail; the symmetrised inverse passes, and equals what the check keeps
+    of a well-conditioned inverse bit for bit."""
+    from npebm.samplers._integrators import check_mass
+    from npebm.samplers.adaptation import dense_precision
+
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(20, 20)))
+    cov = (q * np.logspace(-7, 7, 20)) @ q.T
+    cov = 0.5 * (cov + cov.T)
+    with pytest.raises(ValueError, match="symmetric"):
+        check_mass(np.linalg.inv(cov))
+    m = check_mass(dense_precision(cov))[1]
+    np.testing.assert_array_equal(m, m.T)
+    well = np.array([[2.0, 0.3], [0.3, 1.0]])
+    np.testing.assert_array_equal(check_mass(dense_precision(well))[1],
+                                  check_mass(np.linalg.inv(well))[1])

@@ -187,3 +187,13 @@ class FisherDiagonal:
             m = np.sqrt(self.grads.m2 / self.draws.m2)
         good = np.isfinite(m) & (m > 0)
         return np.where(good, np.clip(m, *FISHER_CLAMP), current)
+
+
+def dense_precision(cov):
+    """The dense mass for an estimated covariance: its inverse, symmetrised.  An
+    ill-conditioned covariance's computed inverse misses symmetry by more than the mass
+    check allows (a funnel's pooled draws: ``mass ... must be symmetric``); its
+    symmetric part is what the check keeps of a matrix it accepts anyway, so the bits
+    of well-conditioned runs do not change."""
+    inv = np.linalg.inv(cov)
+    return 0.5 * (inv + inv.T)

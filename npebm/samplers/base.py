@@ -1045,7 +1045,7 @@ class _Adaptation:
         return self.sampler._step_arrays(np.array([self.averaging.step_size]))
 
     def __call__(self, i, out, runner=None):
-        from .adaptation import DualAveraging
+        from .adaptation import DualAveraging, dense_precision
 
         sampler, st = self.sampler, self.st
         self.averaging.update(float(out["alpha"].mean()))
@@ -1059,7 +1059,8 @@ class _Adaptation:
                 sampler._set_mass(self.estimate.mass(self._diagonal_mass()))
             else:
                 cov = self.estimate.regularized()
-                sampler._set_mass(np.linalg.inv(cov) if self.adapt == "dense" else 1.0 / cov)
+                sampler._set_mass(dense_precision(cov) if self.adapt == "dense"
+                                  else 1.0 / cov)
             self.estimate = None
             step = sampler._initial_step_size(st, self.averaging.final_step_size)
             self.averaging = DualAveraging(step, sampler.target_accept)
