@@ -128,8 +128,9 @@ def test_gaussian_moments_from_defaults_with_adaptation(dim, condition, rotate, 
     assert x.dtype == dtype
     assert d.divergences.sum() == 0
     assert_moments(x.astype(np.float64), mean, np.diag(cov), label=(dim, adapt))
-    # After adaptation, trajectories are neither stuck at one step nor at the cap.
-    assert 1 < d.tree_depth.mean() < s.max_tree_depth
+    # The adapted mass made the target round: short trees (with the step size alone
+    # the 10-d case's trees are 5.8 doublings deep, against 2.35 with its dense mass).
+    assert 1 < d.tree_depth.mean() < 4.5, d.tree_depth.mean()
 
 
 # --------------------------------------------------------------- the tree's counts

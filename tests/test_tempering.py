@@ -6,12 +6,11 @@ independent ladders), probabilities within 5 MCSE (ArviZ-style ESS over ladders)
 """
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from helpers import assert_same_for_one_and_two_threads
 
 from npebm.diagnostics import mcse, rhat
 from npebm.energies import Energy, GaussianEnergy, GaussianMixtureEnergy, ManyWellEnergy
@@ -179,16 +178,8 @@ _THREADS = textwrap.dedent("""
 
 
 def test_bit_identical_for_one_and_two_threads():
-    script = _THREADS.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    results = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                             text=True, timeout=600)
-        assert out.returncode == 0, out.stdout + out.stderr
-        results.append(out.stdout.split())
-    assert [r[0] for r in results] == ["1", "2"]
-    assert results[0][1] == results[1][1]
+    assert_same_for_one_and_two_threads(
+        _THREADS.format(tests=os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize("kwargs,match", [
