@@ -102,6 +102,7 @@ def test_uncompilable_function_names_function_and_line():
         (dict(f=quartic, params=("a",)), TypeError, r"params\[0\]"),
         (dict(f=quartic, dim=0), ValueError, "dim must be a positive integer"),
         (dict(f=quartic, dim=2.5), ValueError, "dim must be a positive integer"),
+        (dict(f=quartic, fastmath="yes"), TypeError, "fastmath must be True or False"),
     ],
 )
 def test_compiled_energy_bad_arguments(kwargs, error, match):
@@ -186,3 +187,72 @@ def _pickle_quartic(x, grad, params):
         e += scale * x[i] ** 4
         grad[i] = 4.0 * scale * x[i] ** 3
     return e
+
+
+def rows_squared(x, grad, params):
+    """E = ½ Σᵢ (aᵢ · x)²: sums of products, which fastmath may reorder."""
+    (a,) = params
+    e = 0.0
+    for j in range(x.shape[0]):
+        grad[j] = 0.0
+    for i in range(a.shape[0]):
+        t = 0.0
+        for j in range(x.shape[0]):
+            t += a[i, j] * x[j]
+        e += 0.5 * t * t
+        for j in range(x.shape[0]):
+            grad[j] += t * a[i, j]
+    return e
+
+
+def test_fastmath_energy_agrees_with_the_plain_one_to_rounding():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(40, 37))
+    x = rng.normal(size=(50, 37))
+    plain = CompiledEnergy(rows_squared, params=(a,))
+    fast = CompiledEnergy(rows_squared, params=(a,), fastmath=True)
+    assert "fastmath=True" in repr(fast) and "fastmath" not in repr(plain)
+    e0, g0 = plain.energy_and_gradient(x)
+    e1, g1 = fast.energy_and_gradient(x)
+    np.testing.assert_allclose(e1, e0, rtol=1e-12)
+    np.testing.assert_allclose(g1, g0, rtol=1e-11, atol=1e-12)
+    # ...and it took effect: the reordered (vectorised) sums round differently
+    assert not np.array_equal(g1, g0)
+    np.testing.assert_allclose(g0, central_difference(plain.energy, x), rtol=1e-6, atol=1e-6)
+
+
+def test_fastmath_energy_still_reports_diverging_chains():
+    """fastmath never assumes finite values: an overflowing chain is refused, the others
+    go on, and the run is the same on every call."""
+    from npebm.samplers import MALA, SamplingWarning
+
+    energy = CompiledEnergy(quartic, params=(1.0, np.zeros(3)), fastmath=True)
+    x0 = np.zeros((6, 3))
+    x0[2] = 1e80  # its energy overflows to inf
+    runs = []
+    for _ in range(2):
+        sampler = MALA(energy, step_size=0.1, seed=1)
+        with pytest.warns(SamplingWarning, match="NaN or inf at the start of 1 of 6"):
+            x, diag = sampler.sample(x=x0, n_steps=20, return_diagnostics=True)
+        runs.append(x)
+    assert np.isfinite(np.delete(x, 2, axis=0)).all()
+    assert diag["divergences"][2] == 20 and diag["divergences"].sum() == 20
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_a_function_compiles_once_per_parameter_types():
+    """A new energy of the same function and parameter types (a loop over datasets)
+    reuses the compiled code, with its own values; other types or fastmath compile
+    anew."""
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    first = CompiledEnergy(quartic, params=(1.0, np.zeros(3)))
+    second = CompiledEnergy(quartic, params=(2.0, np.ones(3)))
+    fast = CompiledEnergy(quartic, params=(2.0, np.ones(3)), fastmath=True)
+    e1, e2, e3 = first(x), second(x), fast(x)
+    code = [e._compiled[("cpu", np.dtype(np.float64))][0] for e in (first, second, fast)]
+    assert code[0] is code[1] and code[2] is not code[0]
+    np.testing.assert_allclose(e1, ((x - 0.0) ** 4).sum(axis=1))
+    np.testing.assert_allclose(e2, 2.0 * ((x - 1.0) ** 4).sum(axis=1))
+    np.testing.assert_allclose(e3, e2)
+    ints = CompiledEnergy(quartic, params=(2.0, np.ones((3,), np.int64)))
+    assert ints.energy(x.astype(np.float32)).dtype == np.float32

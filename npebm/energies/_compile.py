@@ -44,6 +44,13 @@ def block_signature(dtype, params):
     return types.void(ty[:, ::1], ty[:, ::1], ty[::1], typeof(params))
 
 
+#: ``CompiledEnergy(fastmath=True)``'s LLVM flags: reordered sums, fused multiply-adds,
+#: reciprocals and signless zeros, but not ``nnan``/``ninf``: the samplers find diverging
+#: chains by their non-finite energies, which those flags would let the compiler assume
+#: away.
+FASTMATH = frozenset({"reassoc", "contract", "arcp", "nsz"})
+
+
 def block_function(energy, dtype, dim=None):
     """Return ``(block_cfunc, params)`` for ``energy`` at ``dtype``, compiled once per dtype.
 
@@ -62,23 +69,39 @@ def block_function(energy, dtype, dim=None):
     return cached
 
 
+#: A user's compiled point and block functions per (function, fastmath, signature): a
+#: new ``CompiledEnergy`` of the same function and parameter types (other values, as in
+#: a loop over datasets) reuses them instead of compiling again.
+_USER_BLOCKS = {}
+
+
 def _compile_block(energy, dtype):
     params = cast_params(energy.params, dtype)
     sig = block_signature(dtype, params)
     block = energy._block_function()
-    if block is None and energy._cacheable:
+    if block is None and not energy._cacheable:
+        fast = getattr(energy, "fastmath", False)
+        key = (energy.point_function, fast, sig)
+        hit = _USER_BLOCKS.get(key)
+        if hit is None:
+            # NumPy's error model: 1/0 is inf and 0/0 NaN, a divergence of that chain,
+            # rather than an exception.
+            point = njit(energy.point_function, error_model="numpy",
+                         fastmath=set(FASTMATH) if fast else False)
+            hit = (point, _cfunc(energy, sig, _kernels.make_user_block(point)))
+            _USER_BLOCKS[key] = hit
+        energy._compiled[("point", dtype)] = hit[0]
+        return hit[1], params
+    if block is None:
         block = _kernels.make_block(energy.point_function)
-    elif block is None:
-        # NumPy's error model: 1/0 is inf and 0/0 NaN, a divergence of that chain,
-        # rather than an exception.
-        point = njit(energy.point_function, error_model="numpy")
-        energy._compiled[("point", dtype)] = point
-        block = _kernels.make_user_block(point)
+    return _cfunc(energy, sig, block), params
+
+
+def _cfunc(energy, sig, block):
     try:
-        compiled = cfunc(sig, cache=energy._cacheable)(block)
+        return cfunc(sig, cache=energy._cacheable)(block)
     except NumbaError as exc:
         raise TypeError(_explain_compile_error(energy.point_function, exc)) from None
-    return compiled, params
 
 
 #: What ``grad`` holds on entry in the second call of :func:`check_point_function`.
