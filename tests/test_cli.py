@@ -32,6 +32,35 @@ def npebm_cli(*args, cwd=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+class _InterruptAtSave:
+    """``interrupt_at_save(n)``: the CLI's n-th checkpoint save writes its file, then
+    raises KeyboardInterrupt (Ctrl-C just after it); returns the list that collects each
+    save's ``cli_done``.  ``interrupt_at_save.disarm()`` restores the real save."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch, self.real_save = monkeypatch, npebm.io.save_state
+
+    def __call__(self, n):
+        saves = []
+
+        def save_then_interrupt(path, state):
+            self.real_save(path, state)
+            saves.append(int(state["cli_done"]))
+            if len(saves) == n:
+                raise KeyboardInterrupt
+
+        self.monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+        return saves
+
+    def disarm(self):
+        self.monkeypatch.setattr(npebm.io, "save_state", self.real_save)
+
+
+@pytest.fixture
+def interrupt_at_save(monkeypatch):
+    return _InterruptAtSave(monkeypatch)
+
+
 def load(path):
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
@@ -585,7 +614,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert _read_done(ck) == burn_in + n_steps
 
 
-def test_interrupted_run_with_adaptation_resumes(tmp_path, monkeypatch, capsys):
+def test_interrupted_run_with_adaptation_resumes(tmp_path, capsys, interrupt_at_save):
     """Ctrl-C after the second checkpoint (HMC adapting a diagonal mass in burn-in),
     then --resume: the adapted step size and mass come back from the checkpoint."""
     run = ["sample", *MIXTURE, "--sampler", "hmc", "--adapt", "diag", "--burn-in", "150",
@@ -595,21 +624,13 @@ def test_interrupted_run_with_adaptation_resumes(tmp_path, monkeypatch, capsys):
     assert main([*run, "--out", str(plain)]) == 0
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    real_save, saves = npebm.io.save_state, []
-
-    def save_then_interrupt(path, state):
-        real_save(path, state)
-        saves.append(int(state["cli_done"]))
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    saves = interrupt_at_save(2)
     with pytest.raises(SystemExit) as info:
         main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "30"])
     assert info.value.code == 130
     assert "--resume" in capsys.readouterr().err
     assert saves == [150 + 30, 150 + 60] and not out.exists()
-    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    interrupt_at_save.disarm()
 
     # Settings given again must agree with the checkpoint's.
     with pytest.raises(SystemExit) as info:
@@ -629,7 +650,7 @@ def test_interrupted_run_with_adaptation_resumes(tmp_path, monkeypatch, capsys):
     assert_same_files(plain, again)
 
 
-def test_underdamped_resumes_with_its_momentum(tmp_path, monkeypatch, capsys):
+def test_underdamped_resumes_with_its_momentum(tmp_path, capsys, interrupt_at_save):
     """Underdamped Langevin's momentum is part of each chain's state: a run interrupted
     after a checkpoint and resumed from it equals one uninterrupted run, bit for bit, and
     keeps the checkpoint's --gamma and --scheme.  Resumed from the same checkpoint with
@@ -645,19 +666,11 @@ def test_underdamped_resumes_with_its_momentum(tmp_path, monkeypatch, capsys):
     assert settings["adapt"] is None  # an unadjusted sampler never adapts by default
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    real_save, saves = npebm.io.save_state, []
-
-    def save_then_interrupt(path, state):
-        real_save(path, state)
-        saves.append(int(state["cli_done"]))
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    saves = interrupt_at_save(2)
     with pytest.raises(SystemExit) as info:
         main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
     assert info.value.code == 130
-    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    interrupt_at_save.disarm()
     assert saves == [20, 40] and not out.exists()
     state = npebm.io.load_state(ck)
     assert state["momentum"].shape == (30, 2) and np.all(state["momentum"] != 0)
@@ -718,7 +731,7 @@ def test_damaged_checkpoint_is_refused(tmp_path, capsys):
     assert_one_line_error(proc, "not one written by `npebm sample --checkpoint`")
 
 
-def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, capsys):
+def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, capsys, interrupt_at_save):
     """A checkpoint whose settings say ``n_leapfrog`` (before --n-leapfrog-steps), without
     ``init_scale``, ``gamma`` and ``scheme`` (before underdamped Langevin), ``tempering``
     and ``reference_scale`` (before --tempering) or the run_* counts: resumed to the
@@ -731,16 +744,10 @@ def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, monkeypatch, 
     assert json.loads(str(load(plain)["settings"]))["n_leapfrog_steps"] == 4
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    real_save = npebm.io.save_state
-
-    def save_then_interrupt(path, state):
-        real_save(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    interrupt_at_save(1)
     with pytest.raises(SystemExit):
         main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
-    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    interrupt_at_save.disarm()
     state = npebm.io.load_state(ck)
     settings = json.loads(str(state["cli_settings"]))
     settings = {("n_leapfrog" if k == "n_leapfrog_steps" else k): v
@@ -808,7 +815,7 @@ def test_bench_builtin_timing():
     assert len(rates) == 3 and all(r > 0 for r in rates)
 
 
-def test_nuts_adapts_and_resumes_from_a_checkpoint(tmp_path, monkeypatch, capsys):
+def test_nuts_adapts_and_resumes_from_a_checkpoint(tmp_path, capsys, interrupt_at_save):
     """NUTS from the command line: --max-tree-depth and --adapt fisher reach the sampler
     and are saved; a run interrupted after a checkpoint and resumed equals one
     uninterrupted run, bit for bit (the adapted step size and mass travel with it); the
@@ -827,18 +834,10 @@ def test_nuts_adapts_and_resumes_from_a_checkpoint(tmp_path, monkeypatch, capsys
     assert np.all(n_leap >= 2 ** depth - 1)
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    real_save, saves = npebm.io.save_state, []
-
-    def save_then_interrupt(path, state):
-        real_save(path, state)
-        saves.append(int(state["cli_done"]))
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    saves = interrupt_at_save(2)
     with pytest.raises(SystemExit):
         main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
-    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    interrupt_at_save.disarm()
     assert saves == [80, 100]
     capsys.readouterr()
     line = in_process_error(capsys, ["sample", "--resume", str(ck), "--max-tree-depth", "6"])
@@ -896,7 +895,7 @@ def test_tempering_reaches_the_far_mode_and_estimates_log_z(tmp_path, capsys):
     assert "diag_log_z" not in data  # the tempering diagnostics come with --diagnostics
 
 
-def test_tempered_run_resumes_bit_for_bit(tmp_path, monkeypatch, capsys):
+def test_tempered_run_resumes_bit_for_bit(tmp_path, capsys, interrupt_at_save):
     """A tempered run interrupted after a checkpoint and resumed equals one uninterrupted
     run without checkpoints, bit for bit: the β = 1 chains, their diagnostics, log Z and
     every tempering summary.  Burn-in (where the βs are tuned) runs in one call: the
@@ -914,19 +913,11 @@ def test_tempered_run_resumes_bit_for_bit(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(data["diag_accepted"].sum(axis=0), data["diag_n_accepted"])
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    real_save, saves = npebm.io.save_state, []
-
-    def save_then_interrupt(path, state):
-        real_save(path, state)
-        saves.append(int(state["cli_done"]))
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(npebm.io, "save_state", save_then_interrupt)
+    saves = interrupt_at_save(2)
     with pytest.raises(SystemExit) as info:
         main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
     assert info.value.code == 130
-    monkeypatch.setattr(npebm.io, "save_state", real_save)
+    interrupt_at_save.disarm()
     assert saves == [40 + 21, 40 + 42] and not out.exists()
     saved = json.loads(str(npebm.io.load_state(ck)["cli_settings"]))
     assert (saved["tempering"], saved["reference_scale"]) == (3, 2.0)
