@@ -139,6 +139,28 @@ def logistic_point(b, grad, params):
     return e
 
 
+def second_moments(target):
+    """``(E x^2, Var x^2)`` per coordinate, each ``(d,)``, where known exactly; else None.
+
+    Banana: x0 = 10 z, x1 = a (x0^2 - 100) + e with z, e ~ N(0, 1): E x1^2 = 2e4 a^2 + 1,
+    E x1^4 = 6e9 a^4 + 1.2e5 a^2 + 3 (from E (z^2 - 1)^2 = 2, E (z^2 - 1)^4 = 60).
+    Funnel: v ~ N(0, 9), x | v ~ N(0, e^v): E x^2 = e^4.5, E x^4 = 3 e^18.
+    """
+    if target == "illcond100":
+        var = np.diag(illcond_cov())
+        return var, 2.0 * var ** 2
+    if target == "banana":
+        a = 0.03
+        m2 = np.array([100.0, 2e4 * a * a + 1.0])
+        m4 = np.array([3e4, 6e9 * a ** 4 + 1.2e5 * a * a + 3.0])
+        return m2, m4 - m2 ** 2
+    if target == "funnel101":
+        m2 = np.array([9.0] + [math.exp(4.5)] * 100)
+        m4 = np.array([243.0] + [3.0 * math.exp(18.0)] * 100)
+        return m2, m4 - m2 ** 2
+    return None
+
+
 def npebm_energy(target):
     """(CompiledEnergy, count array it increments)."""
     from npebm.energies import CompiledEnergy
