@@ -835,6 +835,8 @@ def _sample_tempering(pt, n_ladders, n_steps, x, dim, client, n_shards, seed, pr
     fields = dict(parts[0])
     for name, axis in _LADDER_FIELDS.items():
         fields[name] = np.concatenate([p[name] for p in parts], axis=axis)
+    for f in pt.sampler.info_fields:  # the wrapped sampler's, (n_kept, ladders)
+        fields[f.name] = np.concatenate([p[f.name] for p in parts], axis=1)
     fields.pop("block_sums")
     counts = np.concatenate([p.pop("block_counts") for p in parts])
     mean, var = combine_block_moments(np.concatenate([p["block_sums"] for p in parts]),

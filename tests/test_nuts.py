@@ -406,3 +406,9 @@ def test_parallel_tempering_around_nuts():
                      return_diagnostics=True)
     assert abs(d["log_z"] - truth) < 3 * d["log_z_se"], (d["log_z"], truth, d["log_z_se"])
     assert_moments(x[:, ::10].reshape(-1, 2), energy.mean, scales ** 2)
+    # NUTS's own per-step fields, of the β = 1 chains' steps, come with the diagnostics.
+    depth, n_leapfrog = d["tree_depth"], d["n_leapfrog"]
+    assert depth.shape == n_leapfrog.shape == d["energy"].shape == (300, 20)
+    assert depth.min() >= 1 and depth.max() <= 4
+    assert np.all((2 ** depth - 1 <= n_leapfrog) & (n_leapfrog <= 2 ** (depth + 1) - 1))
+    assert not d["diverging"].any()

@@ -441,24 +441,31 @@ def test_beta_zero_ignores_the_target():
 
 # ------------------------------------------------------------------ Dask shards
 
-def _pt_for_shards():
-    hmc = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=3, seed=8)
-    return ParallelTempering(hmc, n_temperatures=5, schedule="fixed", adapt_step_size=False)
+def _pt_for_shards(kind="hmc"):
+    if kind == "nuts":
+        from npebm.samplers import NUTS
+        inner = NUTS(MANY_WELL, step_size=0.1, max_tree_depth=3, seed=8)
+    else:
+        inner = HamiltonianMonteCarlo(MANY_WELL, step_size=0.1, n_leapfrog_steps=3, seed=8)
+    return ParallelTempering(inner, n_temperatures=5, schedule="fixed", adapt_step_size=False)
 
 
-@pytest.mark.parametrize("n_shards", [1, 3])
-def test_shards_are_bit_identical_to_one_process(n_shards):
+@pytest.mark.parametrize("n_shards,kind", [(1, "hmc"), (3, "hmc"), (3, "nuts")])
+def test_shards_are_bit_identical_to_one_process(n_shards, kind):
     """Shards split the ladders; samples, the state, log Z, swaps and moments are the
-    single run's bits, and a resumed distributed run continues them."""
+    single run's bits, and a resumed distributed run continues them (NUTS: with its own
+    per-step fields, tree depth and the rest, at β = 1)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import npebm.distributed as nd
 
-    ref = _pt_for_shards()
+    ref = _pt_for_shards(kind)
     want, want_d = ref.sample(n_samples=7, n_steps=12, burn_in=5, thin=2,
                               return_trajectory=True, return_diagnostics=True)
+    if kind == "nuts":
+        assert want_d["tree_depth"].shape == (6, 7) and want_d["tree_depth"].min() >= 1
     more = ref.sample(n_steps=6, resume=True)
-    pt = _pt_for_shards()
+    pt = _pt_for_shards(kind)
     with ThreadPoolExecutor(2) as pool:
         client = nd.FuturesExecutor(pool)
         got, got_d = nd.sample(pt, 7, 12, burn_in=5, thin=2, client=client,
@@ -489,3 +496,31 @@ def test_impossible_memory_is_refused_up_front():
     pt = ParallelTempering(MALA(MIXTURE, step_size=0.3), n_temperatures=64)
     with pytest.raises(InsufficientMemoryError, match="n_samples"):
         pt.sample(n_samples=10 ** 9, n_steps=10)
+
+
+def test_tempered_nuts_on_array_code_matches_the_compiled_run():
+    """NUTS's array twin evaluates only the chains still building their trees: each
+    must get its own β (catches: a tempered energy that took every chain's row, or the
+    first rows' βs), and NUTS's fields of the β = 1 chains are recorded as on the
+    compiled path."""
+    from helpers import ArrayGaussian
+
+    from npebm.energies import GaussianEnergy
+    from npebm.samplers import NUTS
+
+    gauss = GaussianEnergy([0.5, -1.0], [[1.0, 0.3], [0.3, 0.5]])
+    runs = []
+    for energy in (gauss, ArrayGaussian(gauss)):
+        pt = ParallelTempering(NUTS(energy, step_size=0.3, max_tree_depth=3, seed=2),
+                               n_temperatures=3, schedule="fixed", adapt_step_size=False)
+        runs.append(pt.sample(dim=2, n_samples=4, n_steps=30, burn_in=2,
+                              return_trajectory=True, return_diagnostics=True))
+    (x, d), (x_array, d_array) = runs
+    # The two paths' reference energies round differently (1 ulp), never a decision.
+    np.testing.assert_allclose(x_array, x, rtol=1e-12, atol=1e-12)
+    depth, n_leapfrog = d_array["tree_depth"], d_array["n_leapfrog"]
+    assert depth.shape == n_leapfrog.shape == (30, 4)
+    np.testing.assert_array_equal(depth, d["tree_depth"])
+    np.testing.assert_array_equal(n_leapfrog, d["n_leapfrog"])
+    assert depth.min() >= 1 and depth.max() <= 3
+    assert np.all((2 ** depth - 1 <= n_leapfrog) & (n_leapfrog <= 2 ** (depth + 1) - 1))

@@ -127,9 +127,10 @@ class TemperedEnergy(Energy):
         e, g = self.base.energy_and_gradient(x)
         return np.asarray(e, dtype=x.dtype), np.asarray(g, dtype=x.dtype)
 
-    def combine(self, e, g, e_ref, g_ref, dtype):
-        """The tempered energies and gradients from the target's and the reference's."""
-        b = self.betas
+    def combine(self, e, g, e_ref, g_ref, dtype, rows=None):
+        """The tempered energies and gradients from the target's and the reference's (of
+        the chains ``rows``, default all)."""
+        b = self.betas if rows is None else self.betas[rows]
         with np.errstate(invalid="ignore", over="ignore"):
             et = np.where(b == 1.0, e, np.where(b == 0.0, e_ref,
                                                 b * np.asarray(e, np.float64)
@@ -140,14 +141,25 @@ class TemperedEnergy(Energy):
         return et.astype(dtype), gt.astype(dtype)
 
     def energy_and_gradient(self, x):
-        if x.shape[0] != self.betas.shape[0]:
-            raise ValueError(f"a tempered energy evaluates its {self.betas.shape[0]} chains "
-                             f"at once, got {x.shape[0]} rows")
+        return self.rows_energy_and_gradient(x)
+
+    def rows_energy_and_gradient(self, x, rows=None):
+        """E_β and ∇E_β at ``x``: all chains ``(n, dim)``, or the chains ``rows`` (integer
+        indices), one row of ``x`` each (a sampler that moves some chains only, NUTS's
+        chains still building their trees)."""
+        n = self.betas.shape[0] if rows is None else len(rows)
+        if x.shape[0] != n:
+            what = "its" if rows is None else "the"
+            raise ValueError(f"a tempered energy evaluates {what} {n} chains at once, got "
+                             f"{x.shape[0]} rows")
         e, g = self.base_energy_and_gradient(x)
         last_e, last_g = self.last_buffers(x.dtype)
-        last_e[:], last_g[:] = e, g
+        if rows is None:
+            last_e[:], last_g[:] = e, g
+        else:
+            last_e[rows], last_g[rows] = e, g
         e_ref, g_ref = self.reference.energy_and_gradient(x)
-        return self.combine(e, g, e_ref, g_ref, x.dtype)
+        return self.combine(e, g, e_ref, g_ref, x.dtype, rows)
 
     def energy(self, x):
         return self.energy_and_gradient(x)[0]

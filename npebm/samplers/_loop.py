@@ -342,6 +342,10 @@ class CpuRunner:
         """Which chains moved in the last step (bool per chain)."""
         return self.info[0].astype(bool)
 
+    def last_info(self):
+        """The last step's declared info fields, ``(n, n_info)`` float64."""
+        return self.info[3]
+
     def store(self, st):
         """The chains' state is advanced in place: nothing to copy back."""
 
@@ -388,6 +392,8 @@ class VectorRunner:
     #: The run's last step (set by the driver); see ``defer``.
     last = -1
     defer = False
+    #: The last step's info fields (see ``last_info``).
+    last_fields = None
 
     def __init__(self, sampler, st, schedule, out):
         self.sampler = sampler
@@ -428,7 +434,7 @@ class VectorRunner:
                 accepted, diverged, alpha, fields = self.sampler._vector_step(
                     self, s - a, sched, streams)
                 st.x = self.x  # a step may hand back new arrays rather than write
-                self.last_moved = accepted
+                self.last_moved, self.last_fields = accepted, fields
                 out["alpha"][:] = alpha
                 out["divergences"] += diverged
                 out["n_accepted"] += accepted
@@ -475,6 +481,12 @@ class VectorRunner:
     def moved(self):
         """Which chains moved in the last step (bool per chain)."""
         return np.asarray(self.last_moved, bool)
+
+    def last_info(self):
+        """The last step's declared info fields, ``(n, n_info)`` float64."""
+        if self.last_fields is None:
+            return np.zeros((self.x.shape[0], 0))
+        return self.last_fields
 
     def store(self, st):
         st.x = self.x

@@ -510,10 +510,15 @@ class ChainSampler(BaseSampler):
         sched = self.schedulers.get("step_size")
         return sched.value if type(sched) is ConstantScheduler else np.nan
 
-    def _evaluate(self, x):
-        """Energies and gradients of an array-code energy, in the run's dtype."""
+    def _evaluate(self, x, rows=None):
+        """Energies and gradients of an array-code energy, in the run's dtype; ``rows``:
+        which chains the rows of ``x`` are, when not all (a tempered energy needs to
+        know, each chain having its own β)."""
         xp = array_namespace(x)
-        e, g = self.energy.energy_and_gradient(x)
+        if rows is not None and getattr(self.energy, "is_tempered", False):
+            e, g = self.energy.rows_energy_and_gradient(x, rows)
+        else:
+            e, g = self.energy.energy_and_gradient(x)
         return xp.asarray(e, dtype=x.dtype), xp.asarray(g, dtype=x.dtype)
 
     def _on_device(self, a):

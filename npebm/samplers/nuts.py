@@ -459,7 +459,7 @@ class NUTS(MassMixin, ChainSampler):
                 pn = ends_p[a, end] - hhr * ends_g[a, end]
                 xn = ends_x[a, end].copy()
                 leap.drift(xn, pn, hr, kind, minv_diag, minv)
-                en, gn = self._evaluate(xn)
+                en, gn = self._evaluate(xn, rows=a)
                 leap.kick(pn, gn, hhr)
                 n_leapfrog[a] += 1
                 delta = en.astype(np.float64) + 0.5 * leap.kinetic(pn, kind, minv_diag,

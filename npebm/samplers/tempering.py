@@ -525,6 +525,9 @@ class _Swaps:
             self.block_edges = np.append(np.arange(0, L, rows), L)
             self.moments = np.zeros((len(self.block_edges) - 1, self.n_kept, 3, d))
             self.index = np.empty((self.n_kept, L, T), np.int16)
+            # The wrapped sampler's own per-step fields (NUTS's tree depth...) at β = 1.
+            self.info_fields = run.tempered.info_fields
+            self.info = np.zeros((self.n_kept, L, len(self.info_fields)))
         self.rej_sum = np.zeros((L, T - 1))
         self.rej_count = np.zeros(T - 1, np.int64)  # steps on which each pair was tried
         self.acc_sum = np.zeros((L, T - 1))
@@ -608,7 +611,7 @@ class _Swaps:
         moved = n_acc > 0 if self.prev_accepted is None else n_acc != self.prev_accepted
         self.prev_accepted = n_acc
         if i >= self.burn_in:
-            self._record(i - self.burn_in, x, e, g, moved)
+            self._record(i - self.burn_in, x, e, g, moved, runner)
 
     def _stepping_stones(self, dv, betas):
         step = betas[1:] - betas[:-1]
@@ -632,7 +635,7 @@ class _Swaps:
         run.last_end[lad, bottom] = -1
         run.last_end[lad, top] = 1
 
-    def _record(self, j, x, e, g, moved):
+    def _record(self, j, x, e, g, moved, runner):
         run = self.run
         cold = run.cold_rows
         if (j + 1) % self.thin:
@@ -645,6 +648,8 @@ class _Swaps:
             self.energy[k] = e[cold]
             self.grad_norm[k] = np.sqrt((g[cold].astype(np.float64) ** 2).sum(axis=1))
             self.accepted[k] = moved
+            if self.info_fields:
+                self.info[k] = np.asarray(runner.last_info())[cold]
             for blk, (a, b) in enumerate(zip(self.block_edges[:-1], self.block_edges[1:])):
                 shift = xc[a]
                 dx = xc[a:b] - shift
@@ -685,6 +690,8 @@ class _Swaps:
             stepping_stone_max=self.ss_max, stepping_stone_sum=self.ss_sum,
             stepping_stone_count=np.int64(self.ss_count),
             reference_log_z=np.float64(run.reference.log_z))
+        for i, f in enumerate(self.info_fields):
+            fields[f.name] = self.info[:, :, i].astype(f.dtype)
         if run.block_rows is not None:  # a shard: its blocks, for combining
             fields.update(block_sums=self.moments, block_counts=counts)
         fields.update(summarise(fields, max(self.n_kept * self.thin, 1)))
