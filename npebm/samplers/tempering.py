@@ -231,7 +231,8 @@ class ParallelTempering:
         -------
         samples : ndarray (n_samples, dim) or (n_samples, n_kept, dim)
         diagnostics : Diagnostics
-            The usual fields for the β = 1 chains, plus ``betas`` (T,),
+            The usual fields for the β = 1 chains (the wrapped sampler's own per-step
+            fields too, NUTS's ``tree_depth`` say, (n_kept, n_samples)), plus ``betas`` (T,),
             ``swap_acceptance`` (T - 1,), ``barrier`` (Λ), ``local_barrier`` (T,)
             (Λ(β_k)), ``suggested_n_temperatures`` (about 2Λ), ``round_trips``
             (n_samples,), ``round_trip_rate`` (per ladder and step), ``log_z``,
