@@ -319,6 +319,9 @@ _ARVIZ_NAMES = {
     "energy": "lp",
     "accepted": "acceptance_rate",
     "n_leapfrog": "n_steps",
+    # NUTS's acceptance statistic is what ArviZ (and Stan) call acceptance_rate: it
+    # replaces the fraction of steps that moved.
+    "acceptance_stat": "acceptance_rate",
     "divergent": "diverging",
     "hamiltonian": "energy",
 }

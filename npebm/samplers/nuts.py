@@ -257,6 +257,7 @@ def _build_step(evaluate):
                         fields[r, 1] = N[r, N_LEAPFROG]
                         fields[r, 2] = F[r, DELTA_TREE]
                         fields[r, 3] = N[r, DIVERGED]
+                        fields[r, 4] = alpha[r]
                     else:
                         N[r, LEAF] = 0
                         for j in range(d):
@@ -358,9 +359,10 @@ class NUTS(MassMixin, ChainSampler):
     -----
     Diagnostics add, per kept step and chain, ``tree_depth`` (doublings merged),
     ``n_leapfrog`` (gradients spent), ``energy_error`` (H − H₀ at the new state, 0
-    when it stayed) and ``diverging``.  A trajectory that meets a leaf with an energy
-    error above 1000 (or a non-finite one) counts as a divergence; the chain moves to
-    the candidate the trajectory had before it, as in Stan.
+    when it stayed), ``diverging`` and ``acceptance_stat`` (Stan's: the mean of
+    min(1, exp(H₀ − H)) over the trajectory's leaves).  A trajectory that meets a leaf
+    with an energy error above 1000 (or a non-finite one) counts as a divergence; the
+    chain moves to the candidate the trajectory had before it, as in Stan.
 
     Examples
     --------
@@ -377,6 +379,9 @@ class NUTS(MassMixin, ChainSampler):
         InfoField("n_leapfrog", np.int64, "leapfrog steps (gradients) of the transition"),
         InfoField("energy_error", np.float64, "H − H₀ at the chain's new state"),
         InfoField("diverging", np.bool_, "whether the trajectory met a divergence"),
+        InfoField("acceptance_stat", np.float64,
+                  "mean of min(1, exp(H0 - H)) over the trajectory's leaves (Stan's "
+                  "accept_stat, which the step-size adaptation drives to target_accept)"),
     )
     _build_step = staticmethod(_build_step)
     #: A transition ends at a leaf drawn from the trajectory, not at the last leaf
@@ -539,5 +544,7 @@ class NUTS(MassMixin, ChainSampler):
                 rho_sub[cont] = 0.0
                 u = draws.uniform(go_on)[cont]
                 direction[cont] = np.where(u < 0.5, 1, -1)
-        fields = np.stack([depth, n_leapfrog, delta_tree, div], axis=1).astype(np.float64)
-        return moved, div, sum_accept / n_leapfrog, fields
+        alpha = sum_accept / n_leapfrog
+        fields = np.stack([depth, n_leapfrog, delta_tree, div, alpha],
+                          axis=1).astype(np.float64)
+        return moved, div, alpha, fields
