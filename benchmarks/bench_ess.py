@@ -185,8 +185,10 @@ class NpebmRunner:
         seconds = time.perf_counter() - t0
         extra = {}
         chains, draws = cfg["chains"], cfg["draws"]
+        accept = float(diag.summary()["acceptance_rate"])
         if self.sampler == "nuts":
-            per_draw = np.asarray(diag.n_leapfrog).sum(axis=0)
+            accept = float(np.mean(diag.acceptance_stat))  # Stan's, as the peers report
+            per_draw = np.asarray(diag.n_leapfrog).sum(axis=1)  # (n_kept, chains)
             extra["kept_grads"] = int(np.sum(diag.n_leapfrog))
             extra["max_depth_frac"] = float(np.mean(np.asarray(diag.tree_depth) >= 10))
         elif self.sampler == "chees":
@@ -196,7 +198,7 @@ class NpebmRunner:
             per_draw = np.full(draws, chains * cfg["leapfrog"])
         return dict(draws=np.asarray(traj, np.float64), draw_grads=per_draw.tolist(),
                     seconds=seconds,
-                    step=float(s.step_size), accept=float(diag.summary()["acceptance_rate"]),
+                    step=float(s.step_size), accept=accept,
                     grads=int(self.count.sum()), **extra)
 
 
