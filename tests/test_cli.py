@@ -35,7 +35,8 @@ def npebm_cli(*args, cwd=None, timeout=300):
 class _InterruptAtSave:
     """``interrupt_at_save(n)``: the CLI's n-th checkpoint save writes its file, then
     raises KeyboardInterrupt (Ctrl-C just after it); returns the list that collects each
-    save's ``cli_done``.  ``interrupt_at_save.disarm()`` restores the real save."""
+    save's ``cli_done``.  ``interrupt_at_save.disarm()`` restores the real save, and
+    ``interrupt_at_save.run(n, args, ck, every)`` does all three around one CLI run."""
 
     def __init__(self, monkeypatch):
         self.monkeypatch, self.real_save = monkeypatch, npebm.io.save_state
@@ -54,6 +55,16 @@ class _InterruptAtSave:
 
     def disarm(self):
         self.monkeypatch.setattr(npebm.io, "save_state", self.real_save)
+
+    def run(self, n, args, ck, every):
+        """``main(args)`` checkpointing into ``ck`` every ``every`` steps, interrupted at
+        the n-th save: it exits with the Ctrl-C code; returns the saves' ``cli_done``."""
+        saves = self(n)
+        with pytest.raises(SystemExit) as info:
+            main([*args, "--checkpoint", str(ck), "--checkpoint-every", str(every)])
+        self.disarm()
+        assert info.value.code == 130
+        return saves
 
 
 @pytest.fixture
@@ -624,13 +635,9 @@ def test_interrupted_run_with_adaptation_resumes(tmp_path, capsys, interrupt_at_
     assert main([*run, "--out", str(plain)]) == 0
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    saves = interrupt_at_save(2)
-    with pytest.raises(SystemExit) as info:
-        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "30"])
-    assert info.value.code == 130
+    saves = interrupt_at_save.run(2, [*run, "--out", str(out)], ck, 30)
     assert "--resume" in capsys.readouterr().err
     assert saves == [150 + 30, 150 + 60] and not out.exists()
-    interrupt_at_save.disarm()
 
     # Settings given again must agree with the checkpoint's.
     with pytest.raises(SystemExit) as info:
@@ -666,11 +673,7 @@ def test_underdamped_resumes_with_its_momentum(tmp_path, capsys, interrupt_at_sa
     assert settings["adapt"] is None  # an unadjusted sampler never adapts by default
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    saves = interrupt_at_save(2)
-    with pytest.raises(SystemExit) as info:
-        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
-    assert info.value.code == 130
-    interrupt_at_save.disarm()
+    saves = interrupt_at_save.run(2, [*run, "--out", str(out)], ck, 20)
     assert saves == [20, 40] and not out.exists()
     state = npebm.io.load_state(ck)
     assert state["momentum"].shape == (30, 2) and np.all(state["momentum"] != 0)
@@ -744,10 +747,7 @@ def test_checkpoint_from_before_n_leapfrog_steps_resumes(tmp_path, capsys, inter
     assert json.loads(str(load(plain)["settings"]))["n_leapfrog_steps"] == 4
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    interrupt_at_save(1)
-    with pytest.raises(SystemExit):
-        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
-    interrupt_at_save.disarm()
+    interrupt_at_save.run(1, [*run, "--out", str(out)], ck, 20)
     state = npebm.io.load_state(ck)
     settings = json.loads(str(state["cli_settings"]))
     settings = {("n_leapfrog" if k == "n_leapfrog_steps" else k): v
@@ -834,10 +834,7 @@ def test_nuts_adapts_and_resumes_from_a_checkpoint(tmp_path, capsys, interrupt_a
     assert np.all(n_leap >= 2 ** depth - 1)
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    saves = interrupt_at_save(2)
-    with pytest.raises(SystemExit):
-        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
-    interrupt_at_save.disarm()
+    saves = interrupt_at_save.run(2, [*run, "--out", str(out)], ck, 20)
     assert saves == [80, 100]
     capsys.readouterr()
     line = in_process_error(capsys, ["sample", "--resume", str(ck), "--max-tree-depth", "6"])
@@ -913,11 +910,7 @@ def test_tempered_run_resumes_bit_for_bit(tmp_path, capsys, interrupt_at_save):
     np.testing.assert_array_equal(data["diag_accepted"].sum(axis=0), data["diag_n_accepted"])
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.npz"
-    saves = interrupt_at_save(2)
-    with pytest.raises(SystemExit) as info:
-        main([*run, "--out", str(out), "--checkpoint", str(ck), "--checkpoint-every", "20"])
-    assert info.value.code == 130
-    interrupt_at_save.disarm()
+    saves = interrupt_at_save.run(2, [*run, "--out", str(out)], ck, 20)
     assert saves == [40 + 21, 40 + 42] and not out.exists()
     saved = json.loads(str(npebm.io.load_state(ck)["cli_settings"]))
     assert (saved["tempering"], saved["reference_scale"]) == (3, 2.0)

@@ -483,9 +483,8 @@ class VectorRunner:
         return np.asarray(self.last_moved, bool)
 
     def last_info(self):
-        """The last step's declared info fields, ``(n, n_info)`` float64."""
-        if self.last_fields is None:
-            return np.zeros((self.x.shape[0], 0))
+        """The last step's declared info fields, ``(n, n_info)`` float64 (None for a
+        sampler that declares none)."""
         return self.last_fields
 
     def store(self, st):
