@@ -232,7 +232,8 @@ def drift_row(X, P, r, h, kind, minv_diag, minv, acc, vrow):
 
 def kick_row(P, G, r, h):
     """p ← p − h ∇E on row ``r``."""
-    for j in range(P.shape[1]):
+    # G's width, which the CPU kernels of small dimensions know at compile time.
+    for j in range(G.shape[1]):
         P[r, j] -= h * G[r, j]
 
 

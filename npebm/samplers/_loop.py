@@ -44,6 +44,11 @@ from ..random import NOISE
 
 #: Most chains per block of the CPU loop (a block shares its moment sums).
 BLOCK_ROWS = 64
+#: Dimensions up to this one get a CPU kernel of their own, compiled knowing the
+#: dimension: every loop over coordinates then unrolls and a chain's row stays in
+#: registers (W1, 2-D Langevin: 1.2x; W3, the 2-D double well: 1.5x).  Each such
+#: dimension is one more kernel to compile, so only the toy models' 1 and 2.
+SMALL_DIM = 2
 #: Fewest chains per thread: steps write their chains' rows in place, and threads whose
 #: rows share cache lines slow each other down (8 chains on 2 threads ran 1.9x slower
 #: than on one).
@@ -101,9 +106,10 @@ def build_run_rows(step, evaluate):
     return run_rows
 
 
-def build_cpu_kernel(build_step, fixed, chain_major, tempered=False):
+def build_cpu_kernel(build_step, fixed, chain_major, tempered=False, dim=0):
     """The CPU kernel of a sampler's step over blocks ``b0 .. b1 - 1`` of chains (one
-    call per thread, all steps of a chunk inside).  A ``tempered`` kernel's parameters
+    call per thread, all steps of a chunk inside), for chains of dimension ``dim`` (0:
+    any; the numbers are the same either way).  A ``tempered`` kernel's parameters
     are ``(energy's, betas, (mean, prec_diag, prec, dense), last_e, last_g)``: it
     evaluates each row's ``β E + (1 − β) E_q`` (see ``npebm.energies.tempered``) and
     leaves E and ∇E of the last point evaluated in ``last_e``, ``last_g``."""
@@ -153,7 +159,13 @@ def build_cpu_kernel(build_step, fixed, chain_major, tempered=False):
                scratch, info, counts, outs, progress):
         if stamp < 0:  # never: the stamp is here to key the disk cache on npebm's sources
             return
-        n = chains[0].shape[0]
+        X, G, E, XN, GN = chains[:5]
+        if dim and (X.shape[1] != dim or G.shape[1] != dim or XN.shape[1] != dim
+                    or GN.shape[1] != dim):
+            # Never (kernel_for picks the kernel by dimension); what follows the test
+            # is compiled knowing the rows' length.
+            raise ValueError("a CPU kernel ran on chains of another dimension")
+        n = X.shape[0]
         for b in range(b0, b1):
             c0 = b * rows
             run_rows(b, c0, min(n, c0 + rows), chain_major, s0, s1, keep, have_grad, block,
@@ -167,9 +179,9 @@ _FIXED_BLOCKS = {}
 _KERNELS = {}
 
 
-def kernel_for(sampler, energy, dtype):
+def kernel_for(sampler, energy, dtype, dim):
     """``(kernel, block, params)``: the CPU kernel of ``sampler``'s type for a compiled
-    energy at ``dtype``.
+    energy at ``dtype``, for chains of dimension ``dim``.
 
     Built-ins get a kernel specialised to their block function (inlined, cached on disk
     per built-in); other compiled energies share the generic kernel, which calls their
@@ -200,10 +212,12 @@ def kernel_for(sampler, energy, dtype):
     if tempered:
         params = (params, path.betas, path.reference.kernel_params(),
                   *path.last_buffers(np.dtype(dtype)))
-    key = (build_step, name, tempered)
+    dim = dim if dim <= SMALL_DIM else 0
+    key = (build_step, name, tempered, dim)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = build_cpu_kernel(build_step, fixed, chain_major, tempered)
+        kernel = _KERNELS[key] = build_cpu_kernel(build_step, fixed, chain_major, tempered,
+                                                  dim)
     return kernel, block, params
 
 
@@ -270,7 +284,7 @@ class CpuRunner:
     def __init__(self, sampler, st, schedule, out, rows):
         dtype = st.x.dtype
         n, d = st.x.shape
-        self.kernel, self.block, self.params = kernel_for(sampler, sampler.energy, dtype)
+        self.kernel, self.block, self.params = kernel_for(sampler, sampler.energy, dtype, d)
         self.sampler, self.st, self.schedule = sampler, st, schedule
         self.out, self.rows = out, rows
         self.have_grad, self.chains, self.extra, self.scratch, self.info, self.counts = \

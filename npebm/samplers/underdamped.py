@@ -39,19 +39,22 @@ def _build_step(evaluate):
     ops = leap.jitted()
     momentum_row, drift_row, kick_row = ops.momentum_row, ops.drift_row, ops.kick_row
 
+    # Loops run to X's width (d), which the CPU kernels of small dimensions know at
+    # compile time, rather than to the scratch rows' equal one.
     @register_jitable(_nrt=False, forceinline=True)
-    def refresh(P, LZ, Z, r, c, s_, k0, k1, chain, p, buf, kind, sqrt_m, chol_t, like):
+    def refresh(P, LZ, Z, r, c, s_, k0, k1, chain, p, buf, kind, sqrt_m, chol_t, X):
         """O: p ← c p + s L z for row r; returns the stream position."""
+        d = X.shape[1]
         if kind == 0:  # L = I: the same numbers without the detour through LZ
-            for j in range(P.shape[1]):
-                z, p = normal(k0, k1, chain, NOISE, p, buf, like)
+            for j in range(d):
+                z, p = normal(k0, k1, chain, NOISE, p, buf, X)
                 P[r, j] = c * P[r, j] + s_ * z
             return p
-        for j in range(P.shape[1]):
-            z, p = normal(k0, k1, chain, NOISE, p, buf, like)
+        for j in range(d):
+            z, p = normal(k0, k1, chain, NOISE, p, buf, X)
             Z[r, j] = z
         momentum_row(LZ, r, Z[r], kind, sqrt_m, chol_t)
-        for j in range(P.shape[1]):
+        for j in range(d):
             P[r, j] = c * P[r, j] + s_ * LZ[r, j]
         return p
 
@@ -62,6 +65,7 @@ def _build_step(evaluate):
         eta, half_eta, c_o, s_o, obabo, gamma, kind, sqrt_m, minv_diag, chol_t, minv = args
         PN, LZ, Z, vrow, acc, CS = scratch
         accepted, diverged, alpha, fields = info
+        d = X.shape[1]
         h = eta[s]
         hh = half_eta[s]
         c = c_o[s]
@@ -82,7 +86,8 @@ def _build_step(evaluate):
                 CS[r, 1] = math.sqrt(max(1.0 - decay * decay, 0.0))
                 cr, scr = CS[r, 0], CS[r, 1]
             copy_row(X, XN, r)
-            copy_row(momentum, PN, r)
+            for j in range(d):
+                PN[r, j] = momentum[r, j]
             if obabo:
                 p = refresh(PN, LZ, Z, r, cr, scr, k0, k1, chain, p, buf, kind, sqrt_m,
                             chol_t, X)
@@ -105,7 +110,7 @@ def _build_step(evaluate):
                             bufs[r], kind, sqrt_m, chol_t, X)
                 pos[r] = p
             ok = row_finite(EN, GN, XN, r)
-            for j in range(PN.shape[1]):
+            for j in range(d):
                 if not math.isfinite(PN[r, j]):
                     ok = False
             alpha[r] = 1.0 if ok else 0.0
@@ -114,7 +119,8 @@ def _build_step(evaluate):
             if ok:
                 copy_row(XN, X, r)
                 copy_row(GN, G, r)
-                copy_row(PN, momentum, r)
+                for j in range(d):
+                    momentum[r, j] = PN[r, j]
                 E[r] = EN[r]
 
     return step
@@ -199,6 +205,7 @@ class UnderdampedLangevin(MassMixin, ChainSampler):
         kind, sqrt_m, _, chol, _ = self._mass_on_device(st.dtype, st.dim)
         z = self._draw_normal(st.key, st.n_chains, st.dim, st.chain_offset, st.dtype, STATE)
         st.extra["momentum"] = leap.momentum(z, kind, sqrt_m, chol)
+
 
     def _schedules(self, start, n):
         eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
