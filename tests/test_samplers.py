@@ -475,3 +475,30 @@ def test_custom_sampler_subclass():
     with pytest.raises(NotImplementedError):
         BaseSampler(GAUSS).sample()
 
+
+def test_constant_schedules_are_computed_once_with_the_same_values():
+    """With constant schedulers a sampler's per-step arrays come from one step's values:
+    the same arrays, values and dtypes, as the step-by-step computation.  ChEES's
+    arrays change at every step (the Halton jitter) and must never be so computed."""
+    from npebm.samplers import NUTS, ChEESHMC, UnderdampedLangevin
+
+    makers = dict(SAMPLERS, nuts=lambda e, **kw: NUTS(e, step_size=0.3, **kw),
+                  underdamped=lambda e, **kw: UnderdampedLangevin(e, step_size=0.2, **kw))
+    for name, make in makers.items():
+        s = make(GAUSS)
+        assert s._constant_schedules(), name
+        ref, fast = s._schedules(7, 300), s._schedule_arrays(7, 300)
+        assert sorted(ref) == sorted(fast), name
+        for k in ref:
+            assert fast[k].dtype == ref[k].dtype and fast[k].flags.c_contiguous, (name, k)
+            np.testing.assert_array_equal(fast[k], ref[k], err_msg=f"{name}: {k}")
+    # A scheduled step size: computed step by step.
+    s = LangevinDynamics(GAUSS, step_size=LinearScheduler(0.1, 0.01, n_steps=20))
+    assert not s._constant_schedules()
+    np.testing.assert_array_equal(s._schedule_arrays(3, 30)["step_size"],
+                                  s._schedules(3, 30)["step_size"])
+    chees = ChEESHMC(GAUSS, step_size=0.1, trajectory_length=1.0)
+    assert not chees._constant_schedules()
+    steps = chees._schedule_arrays(0, 8)["n_leapfrog"]
+    np.testing.assert_array_equal(steps, chees.leapfrog_steps(0, 8))
+    assert len(set(steps.tolist())) > 1

@@ -24,7 +24,7 @@ from ..backend import array_namespace, get_backend, resolve_dtype, to_numpy
 from ..diagnostics import Diagnostics
 from ..energies.base import Energy
 from ..random import INIT, key_from_seed
-from ..schedulers import as_scheduler
+from ..schedulers import ConstantScheduler, as_scheduler
 from ._loop import CpuRunner, VectorRunner
 from ._loop import rows_per_block as _rows_per_block
 from .state import ChainState
@@ -163,8 +163,6 @@ def check_run_arguments(n_steps, thin, burn_in, return_trajectory, return_diagno
 
 def schedule_values(scheduler, name, start, n, positive=True):
     """Values of ``scheduler`` at steps ``start .. start + n - 1``, checked."""
-    from ..schedulers import ConstantScheduler
-
     if type(scheduler) is ConstantScheduler:
         # The common case, without the per-step checks (a short run's set-up counts).
         values = np.full(n, scheduler.start_value)
@@ -267,8 +265,6 @@ class BaseSampler:
 
     def _parameter(self, name):
         """A registered parameter: its value when constant, else its scheduler."""
-        from ..schedulers import ConstantScheduler
-
         sched = self.schedulers[name]
         return sched.value if type(sched) is ConstantScheduler else sched
 
@@ -483,8 +479,6 @@ class ChainSampler(BaseSampler):
         self._state = st
         step_size = state.get("step_size") if hasattr(state, "get") else None
         if step_size is not None and np.isfinite(step_size):
-            from ..schedulers import ConstantScheduler
-
             self.schedulers["step_size"] = ConstantScheduler(float(step_size))
 
     #: Keys of get_state() that only some samplers write (a state carrying one of them
@@ -505,8 +499,6 @@ class ChainSampler(BaseSampler):
 
     def _constant_step_size(self):
         """The step size when it is constant (e.g. adapted), else NaN (a schedule)."""
-        from ..schedulers import ConstantScheduler
-
         sched = self.schedulers.get("step_size")
         return sched.value if type(sched) is ConstantScheduler else np.nan
 
@@ -698,8 +690,6 @@ class ChainSampler(BaseSampler):
                              "is diagonal; use adapt='diag' or adapt='fisher'")
         if burn_in < 1:
             raise ValueError("adapt needs burn_in >= 1: adaptation happens during burn-in")
-        from ..schedulers import ConstantScheduler
-
         if type(self.schedulers["step_size"]) is not ConstantScheduler:
             raise ValueError("adapt tunes step_size: give it a float (the starting value), "
                              "not a scheduler")
@@ -707,8 +697,6 @@ class ChainSampler(BaseSampler):
 
     def _one_step(self, st, step_size):
         """Run one unrecorded step from ``st`` (advanced in place); mean acceptance."""
-        from ..schedulers import ConstantScheduler
-
         self.schedulers["step_size"] = ConstantScheduler(step_size)
         out = self._run(st, self._schedule_from(st.step), 0, 1, 1, False, False, False)[0]
         return float(out["alpha"].mean())
@@ -740,14 +728,30 @@ class ChainSampler(BaseSampler):
         It is an ordinary run of ``burn_in`` unrecorded steps whose between-step hook
         updates the policy; each step runs with the step size of the moment.
         """
-        from ..schedulers import ConstantScheduler
-
         policy = _Adaptation(self, st, burn_in, adapt)
         self._run(st, policy.schedule, burn_in, 0, 1, False, False, progress,
                   between=policy)
         self.schedulers["step_size"] = ConstantScheduler(policy.averaging.final_step_size)
 
     # ------------------------------------------------------------------ running
+    #: Whether ``_schedules`` depends on the step only through the schedulers' values, so
+    #: that constant schedulers give the same arrays at every step (ChEES's Halton jitter
+    #: does not); False for samplers that do not say.
+    _schedules_follow_schedulers = False
+
+    def _constant_schedules(self):
+        """Whether every step's schedule arrays hold the same values."""
+        return self._schedules_follow_schedulers and all(
+            type(s) is ConstantScheduler for s in self.schedulers.values())
+
+    def _schedule_arrays(self, start, n):
+        """``_schedules(start, n)``; with constant schedules, one step's values filled
+        out to n steps (the sampler's arithmetic once, not n times: a run of one chain
+        over 10 000 steps spent a tenth of its time computing its schedules)."""
+        if n > 1 and self._constant_schedules():
+            return {k: np.full(n, v[0], v.dtype) for k, v in self._schedules(start, 1).items()}
+        return self._schedules(start, n)
+
     def _schedule_from(self, start):
         """``schedule(s0, s1)``: the schedules' arrays for steps ``s0 .. s1 - 1`` of a run
         whose step 0 is the sampler's step ``start``, computed a chunk at a time so that
@@ -759,7 +763,7 @@ class ChainSampler(BaseSampler):
             # then evaluates its schedules once.
             if checked is not None and checked[0] == (start + s0, s1 - s0):
                 return checked[1]
-            return self._schedules(start + s0, s1 - s0)
+            return self._schedule_arrays(start + s0, s1 - s0)
 
         return schedule
 
@@ -768,11 +772,15 @@ class ChainSampler(BaseSampler):
         checked before any work; long runs are checked a piece at a time, and beyond
         :data:`CHECKED_STEPS` steps as they run."""
         limit = np.finfo(dtype).max
+        constant = self._constant_schedules()
         for a in range(start, start + min(n, CHECKED_STEPS), SCHEDULE_PIECE):
             b = min(start + min(n, CHECKED_STEPS), a + SCHEDULE_PIECE)
-            arrays = self._schedules(a, b - a)
-            if a == start:
-                self._checked_schedule = ((a, b - a), arrays)
+            if constant:  # one step stands for all
+                arrays = self._schedules(a, 1)
+            else:
+                arrays = self._schedules(a, b - a)
+                if a == start:
+                    self._checked_schedule = ((a, b - a), arrays)
             for name, values in arrays.items():
                 big = np.abs(values) > limit
                 if big.any():
@@ -780,6 +788,8 @@ class ChainSampler(BaseSampler):
                     raise ValueError(
                         f"{name}={values[i]:g} at step {a + i} overflows {np.dtype(dtype)} "
                         f"(largest {limit:.3g}); use a smaller value or dtype=np.float64")
+            if constant:
+                break
 
     def _evaluate_start(self, st, prepared=None):
         """Energies and gradients at the chains' states on the sampler's device, in their
@@ -789,7 +799,7 @@ class ChainSampler(BaseSampler):
                 # A built-in: the run's own kernel evaluates the start (no step), which
                 # costs a call of an already compiled kernel, not a cfunc's typing.
                 runner = (prepared or self._runner(
-                    st, lambda s0, s1: self._schedules(st.step, 1), 0, False, False))[0]
+                    st, lambda s0, s1: self._schedule_arrays(st.step, 1), 0, False, False))[0]
                 return runner.evaluate_start()
             return self.backend.evaluate(self.energy, st.x)
         return self._evaluate(st.x)

@@ -310,6 +310,8 @@ class ChEESHMC(HamiltonianMonteCarlo):
         return min(length, step_size * self.max_leapfrog_steps)
 
     # ------------------------------------------------------------------ the schedule
+    _schedules_follow_schedulers = False  # the Halton jitter changes at every step
+
     def _schedules(self, start, n):
         eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
         return self._step_arrays(eta, start, self.trajectory_length)

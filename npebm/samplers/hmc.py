@@ -170,6 +170,8 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
     step_size = property(lambda self: self._parameter("step_size"),
                          doc="η: a float, or the scheduler when one was given.")
 
+    _schedules_follow_schedulers = True
+
     def _schedules(self, start, n):
         return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
                                                  start, n))

@@ -156,6 +156,8 @@ class LangevinDynamics(ChainSampler):
     noise_scale = property(lambda self: self._parameter("noise_scale"),
                            doc="σ: a float, or the scheduler when one was given.")
 
+    _schedules_follow_schedulers = True
+
     def _schedules(self, start, n):
         eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
         sigma = schedule_values(self.schedulers["noise_scale"], "noise_scale", start, n,

@@ -408,6 +408,8 @@ class NUTS(MassMixin, ChainSampler):
         sums; the subtree's checkpoints; a float64 row; the scalars ``F`` and ``N``."""
         return _scratch_for(self.max_tree_depth)(xp, n, d, dtype)
 
+    _schedules_follow_schedulers = True
+
     def _schedules(self, start, n):
         return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
                                                  start, n))

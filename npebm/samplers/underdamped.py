@@ -206,6 +206,7 @@ class UnderdampedLangevin(MassMixin, ChainSampler):
         z = self._draw_normal(st.key, st.n_chains, st.dim, st.chain_offset, st.dtype, STATE)
         st.extra["momentum"] = leap.momentum(z, kind, sqrt_m, chol)
 
+    _schedules_follow_schedulers = True
 
     def _schedules(self, start, n):
         eta = schedule_values(self.schedulers["step_size"], "step_size", start, n)
