@@ -1,7 +1,7 @@
 """Compiled pieces shared by the sampler kernels (loaded on the first compiled run).
 
 The CPU loop (``_loop.build_cpu_kernel(build_step, fixed, chain_major, dim=...)``) is
-built per sampler step and per energy (and per dimension up to ``_loop.SMALL_DIM``):
+built per sampler step and per energy (and per dimension in ``_loop.SMALL_DIMS``):
 
 - ``fixed`` is a built-in energy's block function, compiled with ``njit``: the kernel
   is specialised to it and inlines it, which is what makes one- and few-chain runs fast;

@@ -44,11 +44,11 @@ from ..random import NOISE
 
 #: Most chains per block of the CPU loop (a block shares its moment sums).
 BLOCK_ROWS = 64
-#: Dimensions up to this one get a CPU kernel of their own, compiled knowing the
-#: dimension: every loop over coordinates then unrolls and a chain's row stays in
-#: registers (W1, 2-D Langevin: 1.2x; W3, the 2-D double well: 1.5x).  Each such
-#: dimension is one more kernel to compile, so only the toy models' 1 and 2.
-SMALL_DIM = 2
+#: Dimensions whose chains get a CPU kernel of their own when the energy is a built-in
+#: (inlined into the kernel), compiled knowing the dimension: every loop over
+#: coordinates then unrolls and a chain's row stays in registers (2-D, the toy models':
+#: W2 HMC 1.2x, W3 the double well 1.3x, UL 1.3x).  Each is one more kernel to compile.
+SMALL_DIMS = (2,)
 #: Fewest chains per thread: steps write their chains' rows in place, and threads whose
 #: rows share cache lines slow each other down (8 chains on 2 threads ran 1.9x slower
 #: than on one).
@@ -212,7 +212,7 @@ def kernel_for(sampler, energy, dtype, dim):
     if tempered:
         params = (params, path.betas, path.reference.kernel_params(),
                   *path.last_buffers(np.dtype(dtype)))
-    dim = dim if dim <= SMALL_DIM else 0
+    dim = dim if fixed is not None and dim in SMALL_DIMS else 0
     key = (build_step, name, tempered, dim)
     kernel = _KERNELS.get(key)
     if kernel is None:
