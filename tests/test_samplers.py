@@ -502,3 +502,18 @@ def test_constant_schedules_are_computed_once_with_the_same_values():
     steps = chees._schedule_arrays(0, 8)["n_leapfrog"]
     np.testing.assert_array_equal(steps, chees.leapfrog_steps(0, 8))
     assert len(set(steps.tolist())) > 1
+
+
+def test_a_failed_run_leaves_no_schedule_to_the_next():
+    """A run refused after its schedules were checked (a start where no chain is finite;
+    the vectorised path checks the start before it builds the run) must not hand those
+    schedules to the next run, whatever that run's schedules are."""
+    energy = ArrayGaussian()
+    s = LangevinDynamics(energy, step_size=LinearScheduler(0.1, 0.01, n_steps=20), seed=1)
+    with pytest.raises(sampler_base.NonFiniteStartError):
+        s.sample(x=np.full((4, 2), 1e200), n_steps=20)
+    s.register_scheduler("step_size", 0.05)
+    x0 = np.zeros((4, 2))
+    np.testing.assert_array_equal(
+        s.sample(x=x0, n_steps=20), LangevinDynamics(energy, step_size=0.05, seed=1).sample(
+            x=x0, n_steps=20))

@@ -772,6 +772,8 @@ class ChainSampler(BaseSampler):
         checked before any work; long runs are checked a piece at a time, and beyond
         :data:`CHECKED_STEPS` steps as they run."""
         limit = np.finfo(dtype).max
+        # A run that failed after its check must not hand its arrays to the next one.
+        self.__dict__.pop("_checked_schedule", None)
         constant = self._constant_schedules()
         for a in range(start, start + min(n, CHECKED_STEPS), SCHEDULE_PIECE):
             b = min(start + min(n, CHECKED_STEPS), a + SCHEDULE_PIECE)
