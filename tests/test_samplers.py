@@ -187,8 +187,9 @@ def test_vectorised_path_draws_the_same_numbers(make):
 
 
 def test_small_dimension_kernels_give_the_generic_kernels_bits(monkeypatch):
-    """2-D chains of a built-in energy run a CPU kernel compiled knowing the dimension; it
-    must compute what the generic kernel computes, bit for bit, diagnostics included."""
+    """2-D float32 chains of a built-in energy run a CPU kernel compiled knowing the
+    dimension; it must compute what the generic kernel computes, bit for bit,
+    diagnostics included."""
     from npebm.samplers import UnderdampedLangevin, _loop
 
     assert 2 in _loop.SMALL_DIMS
@@ -198,8 +199,9 @@ def test_small_dimension_kernels_give_the_generic_kernels_bits(monkeypatch):
               "underdamped": lambda e, **kw: UnderdampedLangevin(e, step_size=0.2, **kw)}
 
     def run(make):
-        return make(GAUSS, seed=3).sample(n_samples=9, dim=2, n_steps=14, thin=2,
-                                          return_trajectory=True, return_diagnostics=True)
+        return make(GAUSS, seed=3, dtype=np.float32).sample(
+            n_samples=9, dim=2, n_steps=14, thin=2, return_trajectory=True,
+            return_diagnostics=True)
 
     small = {name: run(make) for name, make in makers.items()}
     assert any(key[-1] == 2 for key in _loop._KERNELS)
@@ -212,9 +214,11 @@ def test_small_dimension_kernels_give_the_generic_kernels_bits(monkeypatch):
             np.testing.assert_array_equal(diag[field], ref_diag[field],
                                           err_msg=f"{name}: {field}")
     assert all(key[-1] == 0 for key in _loop._KERNELS)
-    # A user's energy is called through a pointer: its kernel serves every dimension.
+    # A user's energy is called through a pointer: its kernel serves every dimension;
+    # float64 runs share the generic kernel too.
     monkeypatch.setattr(_loop, "SMALL_DIMS", (2,))
-    _loop.kernel_for(SAMPLERS["langevin"](USER), USER, np.float64, 2)
+    _loop.kernel_for(SAMPLERS["langevin"](USER), USER, np.float32, 2)
+    _loop.kernel_for(SAMPLERS["langevin"](GAUSS), GAUSS, np.float64, 2)
     assert all(key[-1] == 0 for key in _loop._KERNELS)
 
 

@@ -44,10 +44,11 @@ from ..random import NOISE
 
 #: Most chains per block of the CPU loop (a block shares its moment sums).
 BLOCK_ROWS = 64
-#: Dimensions whose chains get a CPU kernel of their own when the energy is a built-in
-#: (inlined into the kernel), compiled knowing the dimension: every loop over
-#: coordinates then unrolls and a chain's row stays in registers (2-D, the toy models':
-#: W2 HMC 1.2x, W3 the double well 1.3x, UL 1.3x).  Each is one more kernel to compile.
+#: Dimensions whose float32 chains get a CPU kernel of their own when the energy is a
+#: built-in (inlined into the kernel, not tempered), compiled knowing the dimension:
+#: every loop over coordinates then unrolls and a chain's row stays in registers (2-D,
+#: the toy models': W1 1.3x, W3 1.2x, UL 1.5x).  Each is one more kernel to compile
+#: (CI: about 3 minutes of compiling for float64 and tempered ones too), so only these.
 SMALL_DIMS = (2,)
 #: Fewest chains per thread: steps write their chains' rows in place, and threads whose
 #: rows share cache lines slow each other down (8 chains on 2 threads ran 1.9x slower
@@ -212,7 +213,9 @@ def kernel_for(sampler, energy, dtype, dim):
     if tempered:
         params = (params, path.betas, path.reference.kernel_params(),
                   *path.last_buffers(np.dtype(dtype)))
-    dim = dim if fixed is not None and dim in SMALL_DIMS else 0
+    small = (fixed is not None and not tempered and np.dtype(dtype) == np.float32
+             and dim in SMALL_DIMS)
+    dim = dim if small else 0
     key = (build_step, name, tempered, dim)
     kernel = _KERNELS.get(key)
     if kernel is None:
