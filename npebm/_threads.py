@@ -52,9 +52,15 @@ def run_blocks(kernel, n_blocks, *args, max_threads=None):
         kernel(np.int64(0), np.int64(n_blocks), *args)
         return
     bounds = [n_blocks * t // n_threads for t in range(n_threads + 1)]
-    pool = _pool(n_threads)
-    futures = [pool.submit(kernel, np.int64(bounds[t]), np.int64(bounds[t + 1]), *args)
-               for t in range(n_threads)]
+    run_apart(kernel, [(np.int64(bounds[t]), np.int64(bounds[t + 1]), *args)
+                       for t in range(n_threads)])
+
+
+def run_apart(kernel, calls):
+    """Run ``kernel(*args)`` for each ``args`` of ``calls``, each on a thread of the pool;
+    Ctrl-C while waiting lets every call finish before the interrupt propagates."""
+    pool = _pool(len(calls))
+    futures = [pool.submit(kernel, *args) for args in calls]
     interrupted = False
     while True:
         try:

@@ -222,6 +222,52 @@ def test_small_dimension_kernels_give_the_generic_kernels_bits(monkeypatch):
     assert all(key[-1] == 0 for key in _loop._KERNELS)
 
 
+def test_few_chains_on_two_threads_work_on_copies_and_give_one_threads_bits(monkeypatch):
+    """Fewer than 2 THREAD_ROWS chains whose steps take long enough go to several
+    threads, each on copies of its rows: the result (states, declared state, every
+    diagnostic) must be one thread's, bit for bit.  Catches: a copy not written back, a
+    piece's streams not offset to its first chain, its moments or outputs written to the
+    wrong blocks."""
+    from npebm import _threads
+    from npebm.samplers import UnderdampedLangevin, _loop
+
+    monkeypatch.setattr(_loop, "APART_SECONDS", 0.0)  # whatever the steps cost
+    n, steps = 9, 500
+    pieces = []
+    real_run_apart = _threads.run_apart
+
+    def spy(kernel, calls):
+        pieces.append(len(calls))
+        return real_run_apart(kernel, calls)
+
+    monkeypatch.setattr(_threads, "run_apart", spy)
+
+    def run(threads):
+        monkeypatch.setattr(_threads, "_n_threads", lambda: threads)
+        out = {}
+        for name, make in (("mala", SAMPLERS["mala"]),
+                           ("underdamped",
+                            lambda e, **kw: UnderdampedLangevin(e, step_size=0.2, **kw))):
+            s = make(GAUSS, seed=5)
+            traj, diag = s.sample(n_samples=n, dim=2, n_steps=steps, thin=97,
+                                  return_trajectory=True, return_diagnostics=True)
+            out[name] = (traj, diag, s.get_state())
+        return out
+
+    one = run(1)
+    assert pieces == []
+    two = run(2)
+    assert pieces and set(pieces) == {2}
+    for name, (traj, diag, state) in one.items():
+        traj2, diag2, state2 = two[name]
+        np.testing.assert_array_equal(traj2, traj, err_msg=name)
+        for field in diag:
+            np.testing.assert_array_equal(diag2[field], diag[field],
+                                          err_msg=f"{name}: {field}")
+        for key in state:
+            np.testing.assert_array_equal(state2[key], state[key], err_msg=f"{name}: {key}")
+
+
 @pytest.mark.parametrize("mass", [None, [[1.0, 0.3], [0.3, 2.0]]])
 def test_jittered_hmc_draws_the_same_numbers_on_both_paths(mass):
     def run(energy):

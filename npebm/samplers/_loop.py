@@ -54,6 +54,13 @@ SMALL_DIMS = (2,)
 #: rows share cache lines slow each other down (8 chains on 2 threads ran 1.9x slower
 #: than on one).
 THREAD_ROWS = 64
+#: Fewer chains than 2 THREAD_ROWS still go to several threads, each on copies of its
+#: chains' rows (no shared cache lines) copied back after, when a call's steps take at
+#: least this many seconds on one thread: waking the pool takes 0.1-0.2 ms.
+APART_SECONDS = 1e-3
+#: A call's first 1/PROBE_PARTS of steps (at least one) is timed on one thread, to
+#: decide; calls of fewer steps stay on one thread.
+PROBE_PARTS = 32
 
 
 def rows_per_block(n):
@@ -293,32 +300,94 @@ class CpuRunner:
         self.have_grad, self.chains, self.extra, self.scratch, self.info, self.counts = \
             loop_arrays(np, sampler, st, out)
         self.progress = np.zeros(1, np.int64)
+        self.tempered = getattr(sampler.energy, "is_tempered", False)
+        #: Seconds a step of all chains took on one thread (None until timed).
+        self.step_seconds = None
         self.done = 0
 
     def __call__(self, s0, s1, burn_in, thin):
-        from .._threads import run_blocks
+        import time
+
+        from .._threads import _n_threads, run_blocks
 
         o = self.out
         n, d = self.st.x.shape
         slots = moment_slots(o)
         recording = o["traj"].shape[0] > 0 or o["energy"].shape[0] > 0
+        n_blocks = -(-n // self.rows)
+        threads = min(_n_threads(), n_blocks)
+        # Few chains (fewer than two threads' worth) go apart when a call's steps take
+        # long enough; how long, its first steps tell, timed on one thread.  Not calls of
+        # a step or a few (adaptation's): going apart costs them more than it saves.
+        may_go_apart = (threads > 1 and n < 2 * THREAD_ROWS and not self.tempered
+                        and s1 - s0 >= PROBE_PARTS)
         a = s0
         while a < s1:
             b, keep = kept_piece(a, s1, burn_in, thin, slots, recording)
+            timed = may_go_apart and self.step_seconds is None
+            if timed:
+                b = a + max(1, (b - a) // PROBE_PARTS)
+                keep = keep[:b - a]
             sched = self.schedule(a, b)
             args = self.sampler._step_args(sched, self.st.x.dtype, d)
             if slots:
                 o["moments"][:, keep[keep >= 0] % slots] = 0.0
             outs = (o["traj"], o["energy"], o["grad_norm"], o["accepted"], o["moments"],
                     o["info"])
-            run_blocks(self.kernel, -(-n // self.rows), np.int64(self.rows), np.int64(0),
-                       np.int64(b - a), keep, self.have_grad, self.block, self.params,
-                       self.chains, self.extra, args, self.scratch, self.info, self.counts,
-                       outs, self.progress, max_threads=max(1, n // THREAD_ROWS))
+            if (may_go_apart and not timed
+                    and self.step_seconds * (b - a) >= APART_SECONDS):
+                self._run_apart(threads, n_blocks, b - a, keep, args, outs)
+            else:
+                started = time.perf_counter()
+                run_blocks(self.kernel, n_blocks, np.int64(self.rows), np.int64(0),
+                           np.int64(b - a), keep, self.have_grad, self.block, self.params,
+                           self.chains, self.extra, args, self.scratch, self.info,
+                           self.counts, outs, self.progress,
+                           max_threads=max(1, n // THREAD_ROWS))
+                if timed:
+                    self.step_seconds = (time.perf_counter() - started) / (b - a)
             self.have_grad = True
             combine_kept(o, keep, n, self.sampler._on_device)
             record_step_sizes(o, keep, sched)
             a = self.done = b
+
+    def _run_apart(self, threads, n_blocks, n_steps, keep, args, outs):
+        """Run ``n_steps`` steps with each of ``threads`` threads on copies of its blocks'
+        rows of the per-chain arrays (as shards of a run are: the same numbers), copied
+        back once all have finished, Ctrl-C or not."""
+        from .._threads import run_apart
+
+        rows, n = self.rows, self.st.x.shape[0]
+        d, dtype = self.st.x.shape[1], self.st.x.dtype
+        (X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps) = self.chains
+        per_chain = (X, G, E, XN, GN, EN, pos, bufs, steps, *self.extra, *self.info,
+                     *self.counts)
+        n_extra, n_info = len(self.extra), len(self.info)
+        calls, copies = [], []
+        for t in range(threads):
+            b0, b1 = n_blocks * t // threads, n_blocks * (t + 1) // threads
+            c0, c1 = b0 * rows, min(n, b1 * rows)
+            own = [line_copy(a[c0:c1]) for a in per_chain]
+            copies.append((c0, c1, own))
+            chains = (*own[:8], k0, k1, np.int64(chain0 + c0), own[8])
+            extra = tuple(own[9:9 + n_extra])
+            info = tuple(own[9 + n_extra:9 + n_extra + n_info])
+            counts = tuple(own[9 + n_extra + n_info:])
+            traj, e_out, gn_out, acc_out, moments, info_out = outs
+            piece_outs = (traj[c0:c1], e_out[c0:c1], gn_out[c0:c1], acc_out[c0:c1],
+                          moments[b0:b1], info_out[c0:c1])
+            scratch = tuple(line_copy(a) for a in self.sampler._scratch(np, c1 - c0, d, dtype))
+            calls.append((np.int64(0), np.int64(b1 - b0), np.int64(rows), np.int64(0),
+                          np.int64(n_steps), keep, self.have_grad, self.block, self.params,
+                          chains, extra, args, scratch, info, counts, piece_outs,
+                          np.zeros(1, np.int64)))
+        try:
+            run_apart(self.kernel, calls)
+        finally:
+            for c0, c1, own in copies:
+                for whole, part in zip(per_chain, own):
+                    whole[c0:c1] = part
+            self.progress[0] = n_steps
 
     def evaluate_start(self):
         """``(E, G)`` at the chains' states, by the kernel with no step."""
@@ -365,6 +434,18 @@ class CpuRunner:
 
     def store(self, st):
         """The chains' state is advanced in place: nothing to copy back."""
+
+
+def line_copy(a):
+    """A copy of ``a`` whose memory shares no 64-byte cache line with another array:
+    small arrays allocated one after the other lie side by side, and two threads writing
+    them slow each other down as if they shared the rows."""
+    line = 64
+    buf = np.empty(a.nbytes + 2 * line, np.uint8)
+    at = -buf.__array_interface__["data"][0] % line
+    out = buf[at:at + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def loop_arrays(xp, sampler, st, out):
