@@ -202,7 +202,7 @@ def kernel_for(sampler, energy, dtype, dim):
     if energy._cacheable:
         custom = energy._block_function()
         name = energy._kernel + ("/block" if custom is not None else "")
-        chain_major = custom is None
+        chain_major = custom is None and not type(sampler)._rows_in_lockstep
         fixed = _FIXED_BLOCKS.get(name)
         if fixed is None:
             from numba.extending import register_jitable

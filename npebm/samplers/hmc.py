@@ -171,6 +171,7 @@ class HamiltonianMonteCarlo(MassMixin, ChainSampler):
                          doc="η: a float, or the scheduler when one was given.")
 
     _schedules_follow_schedulers = True
+    _rows_in_lockstep = True
 
     def _schedules(self, start, n):
         return self._step_arrays(schedule_values(self.schedulers["step_size"], "step_size",
