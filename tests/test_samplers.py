@@ -375,6 +375,35 @@ def test_ctrl_c_keeps_a_resumable_state(make, monkeypatch):
     np.testing.assert_array_equal(rest, whole)
 
 
+def test_ctrl_c_as_a_kernel_call_returns_counts_its_steps(make, monkeypatch):
+    """Ctrl-C during a kernel call surfaces when the call returns, its steps taken: the
+    state must count them, or a resumed run takes them again."""
+    from npebm import _threads
+
+    monkeypatch.setattr(sampler_base, "SMALL_RUN", 0)
+    monkeypatch.setattr(sampler_base, "FIRST_CHUNK", 4)
+    monkeypatch.setattr(sampler_base, "CHUNK_SECONDS", 1e-9)
+    real = _threads.run_blocks
+    calls = {"steps": []}
+
+    def interrupted_on_return(kernel, n_blocks, rows, s0, s1, *args, **kwargs):
+        real(kernel, n_blocks, rows, s0, s1, *args, **kwargs)
+        if s1 > 0:  # not the start's evaluation
+            calls["steps"].append(int(s1))
+            if len(calls["steps"]) == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(_threads, "run_blocks", interrupted_on_return)
+    s = make(GAUSS, seed=12)
+    with pytest.raises(KeyboardInterrupt):
+        s.sample(n_samples=10, dim=2, n_steps=40)
+    assert s.get_state()["step"] == sum(calls["steps"]) == 8
+    monkeypatch.setattr(_threads, "run_blocks", real)
+    rest = s.sample(n_steps=32, resume=True)
+    whole = make(GAUSS, seed=12).sample(n_samples=10, dim=2, n_steps=40)
+    np.testing.assert_array_equal(rest, whole)
+
+
 def test_progress_without_tqdm_writes_a_line(make, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)

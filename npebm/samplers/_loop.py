@@ -334,22 +334,29 @@ class CpuRunner:
                 o["moments"][:, keep[keep >= 0] % slots] = 0.0
             outs = (o["traj"], o["energy"], o["grad_norm"], o["accepted"], o["moments"],
                     o["info"])
-            if (may_go_apart and not timed
-                    and self.step_seconds * (b - a) >= APART_SECONDS):
-                self._run_apart(threads, n_blocks, b - a, keep, args, outs)
-            else:
-                started = time.perf_counter()
-                run_blocks(self.kernel, n_blocks, np.int64(self.rows), np.int64(0),
-                           np.int64(b - a), keep, self.have_grad, self.block, self.params,
-                           self.chains, self.extra, args, self.scratch, self.info,
-                           self.counts, outs, self.progress,
-                           max_threads=max(1, n // THREAD_ROWS))
-                if timed:
-                    self.step_seconds = (time.perf_counter() - started) / (b - a)
-            self.have_grad = True
-            combine_kept(o, keep, n, self.sampler._on_device)
-            record_step_sizes(o, keep, sched)
-            a = self.done = b
+            self.progress[0] = -1
+            try:
+                if (may_go_apart and not timed
+                        and self.step_seconds * (b - a) >= APART_SECONDS):
+                    self._run_apart(threads, n_blocks, b - a, keep, args, outs)
+                else:
+                    started = time.perf_counter()
+                    run_blocks(self.kernel, n_blocks, np.int64(self.rows), np.int64(0),
+                               np.int64(b - a), keep, self.have_grad, self.block,
+                               self.params, self.chains, self.extra, args, self.scratch,
+                               self.info, self.counts, outs, self.progress,
+                               max_threads=max(1, n // THREAD_ROWS))
+                    if timed:
+                        self.step_seconds = (time.perf_counter() - started) / (b - a)
+            finally:
+                # Ctrl-C surfaces once the kernel has returned (the waits let every
+                # range finish): its steps were taken, and the state must count them.
+                if self.progress[0] == b - a:
+                    self.have_grad = True
+                    combine_kept(o, keep, n, self.sampler._on_device)
+                    record_step_sizes(o, keep, sched)
+                    self.done = b
+            a = b
 
     def _run_apart(self, threads, n_blocks, n_steps, keep, args, outs):
         """Run ``n_steps`` steps with each of ``threads`` threads on copies of its blocks'
@@ -387,7 +394,8 @@ class CpuRunner:
             for c0, c1, own in copies:
                 for whole, part in zip(per_chain, own):
                     whole[c0:c1] = part
-            self.progress[0] = n_steps
+            if all(call[-1][0] == n_steps for call in calls):
+                self.progress[0] = n_steps
 
     def evaluate_start(self):
         """``(E, G)`` at the chains' states, by the kernel with no step."""
