@@ -117,9 +117,10 @@ def _random_gaussian(dim, condition, seed, rotate):
     (50, 1e2, True, "dense", np.float64),
 ])
 def test_gaussian_moments_from_defaults_with_adaptation(dim, condition, rotate, adapt, dtype):
-    """Catches: a wrong stationary law on badly scaled targets, a mass matrix used
-    inconsistently between drift, kinetic energy and the U-turn criterion (which would
-    stop trajectories at the wrong time or bias them), float32 arithmetic lost."""
+    """Catches: a wrong stationary law on badly scaled targets, an adapted mass that
+    leaves the target unround (long trees), subtrees never checked for a U-turn
+    (trajectories past 2π), float32 arithmetic lost.  The compiled criterion ignoring
+    the mass passes here (measured) and fails the paths' agreement below."""
     mean, cov = _random_gaussian(dim, condition, seed=dim, rotate=rotate)
     s = NUTS(GaussianEnergy(mean, cov), seed=11, dtype=dtype)
     x0 = mean + np.random.default_rng(1).normal(size=(250, dim)) * np.sqrt(np.diag(cov))
@@ -139,6 +140,15 @@ def test_gaussian_moments_from_defaults_with_adaptation(dim, condition, rotate, 
     assert s.step_size > 0.5 * (8.3 / dim) ** (1 / 6), s.step_size
     bound = np.log2(np.pi / s.step_size + 1) + 1
     assert 1 < d.tree_depth.mean() < bound, (d.tree_depth.mean(), bound)
+    # Sharper, in integration time T = n_leapfrog ε: on a round target every trajectory
+    # has turned by T = π (the ends' momenta are then opposite and ρ = 2 x_end, so one of
+    # the two criterion products is <= 0), and doubling overshoots that by at most 2x,
+    # plus a dropped last subtree of at most one step more: T <= 2π + 2ε.  Before π/2
+    # the products are still positive on average (E p·ρ ∝ sin T).  Measured 6.55, 3.81,
+    # 4.48 against upper bounds 8.07, 7.37, 7.56; without the subtrees' checks 11.9 in
+    # the first case.
+    t = d.n_leapfrog.mean() * s.step_size
+    assert np.pi / 2 < t < 2 * np.pi + 2 * s.step_size, (t, s.step_size)
 
 
 # --------------------------------------------------------------- the tree's counts
