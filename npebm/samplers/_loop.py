@@ -36,6 +36,8 @@ The compiled step's signature::
 Arrays are indexed by chain (row ``r`` is chain ``chain0 + r``) on both devices: the CPU
 loop walks blocks of rows per thread, the CUDA loop one row per thread.
 """
+import time
+
 import numpy as np
 
 from ..backend import array_namespace, to_numpy
@@ -306,8 +308,6 @@ class CpuRunner:
         self.done = 0
 
     def __call__(self, s0, s1, burn_in, thin):
-        import time
-
         from .._threads import _n_threads, run_blocks
 
         o = self.out
@@ -315,12 +315,13 @@ class CpuRunner:
         slots = moment_slots(o)
         recording = o["traj"].shape[0] > 0 or o["energy"].shape[0] > 0
         n_blocks = -(-n // self.rows)
-        threads = min(_n_threads(), n_blocks)
         # Few chains (fewer than two threads' worth) go apart when a call's steps take
         # long enough; how long, its first steps tell, timed on one thread.  Not calls of
         # a step or a few (adaptation's): going apart costs them more than it saves.
-        may_go_apart = (threads > 1 and n < 2 * THREAD_ROWS and not self.tempered
-                        and s1 - s0 >= PROBE_PARTS)
+        threads = 1
+        if n < 2 * THREAD_ROWS and s1 - s0 >= PROBE_PARTS and not self.tempered:
+            threads = min(_n_threads(), n_blocks)
+        may_go_apart = threads > 1
         a = s0
         while a < s1:
             b, keep = kept_piece(a, s1, burn_in, thin, slots, recording)
@@ -366,33 +367,34 @@ class CpuRunner:
 
         rows, n = self.rows, self.st.x.shape[0]
         d, dtype = self.st.x.shape[1], self.st.x.dtype
-        (X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps) = self.chains
-        per_chain = (X, G, E, XN, GN, EN, pos, bufs, steps, *self.extra, *self.info,
-                     *self.counts)
-        n_extra, n_info = len(self.extra), len(self.info)
+        k0, k1, chain0 = self.chains[8:11]
         calls, copies = [], []
+
+        def own(arrays, c0, c1):
+            """The thread's copies of rows ``c0 .. c1 - 1``, noted for copying back."""
+            parts = tuple(line_copy(a[c0:c1]) for a in arrays)
+            copies.append((c0, c1, arrays, parts))
+            return parts
+
         for t in range(threads):
             b0, b1 = n_blocks * t // threads, n_blocks * (t + 1) // threads
             c0, c1 = b0 * rows, min(n, b1 * rows)
-            own = [line_copy(a[c0:c1]) for a in per_chain]
-            copies.append((c0, c1, own))
-            chains = (*own[:8], k0, k1, np.int64(chain0 + c0), own[8])
-            extra = tuple(own[9:9 + n_extra])
-            info = tuple(own[9 + n_extra:9 + n_extra + n_info])
-            counts = tuple(own[9 + n_extra + n_info:])
+            chains = (*own(self.chains[:8], c0, c1), k0, k1, np.int64(chain0 + c0),
+                      *own(self.chains[11:], c0, c1))
             traj, e_out, gn_out, acc_out, moments, info_out = outs
             piece_outs = (traj[c0:c1], e_out[c0:c1], gn_out[c0:c1], acc_out[c0:c1],
                           moments[b0:b1], info_out[c0:c1])
             scratch = tuple(line_copy(a) for a in self.sampler._scratch(np, c1 - c0, d, dtype))
             calls.append((np.int64(0), np.int64(b1 - b0), np.int64(rows), np.int64(0),
                           np.int64(n_steps), keep, self.have_grad, self.block, self.params,
-                          chains, extra, args, scratch, info, counts, piece_outs,
+                          chains, own(self.extra, c0, c1), args, scratch,
+                          own(self.info, c0, c1), own(self.counts, c0, c1), piece_outs,
                           np.zeros(1, np.int64)))
         try:
             run_apart(self.kernel, calls)
         finally:
-            for c0, c1, own in copies:
-                for whole, part in zip(per_chain, own):
+            for c0, c1, wholes, parts in copies:
+                for whole, part in zip(wholes, parts):
                     whole[c0:c1] = part
             if all(call[-1][0] == n_steps for call in calls):
                 self.progress[0] = n_steps
