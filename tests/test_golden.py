@@ -5,8 +5,9 @@ diagonal and dense mass) on built-in, compiled and array-code energies, in float
 float64, with trajectory, diagnostics, resume, adaptation and final states only, for
 fixed seeds.  A refactor of the core keeps these bits; a deliberate arithmetic change
 re-records them (``python tests/golden/cases.py record``) and names the change in its
-commit.  On another CPU or NumPy than the recording's, libm and SIMD ufuncs may round
-differently, so there the check is to rounding instead of bit for bit.
+commit.  On another CPU or NumPy than the recording's, NumPy's SIMD ufuncs may round
+differently, so there the array-code cases are checked to rounding (the compiled ones
+still bit for bit).
 """
 import os
 import sys
@@ -54,4 +55,5 @@ def test_cuda_simulator_outputs_equal_the_recorded_ones(only):
     proc = subprocess.run([sys.executable, script, "--cuda", f"--only={only}"], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert " equal bit for bit" in proc.stdout, proc.stdout[-2000:]
+    assert " equal bit for bit" in proc.stdout or " equal to rounding" in proc.stdout, \
+        proc.stdout[-2000:]

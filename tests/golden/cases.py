@@ -29,11 +29,15 @@ def quartic(x, grad, params):
 class ArrayQuartic(Energy):
     """The same energy as array code: the vectorised path."""
 
+    # Products rather than powers: NumPy computes x ** 4 with SIMD code chosen by the
+    # CPU (on AVX-512 machines its float32 and float64 power differ in the last bits
+    # from the AVX2 ones), and the recorded bits are to depend on npebm alone.
     def energy(self, x):
-        return (0.1 * x ** 4 + 0.5 * x * x).sum(axis=1)
+        x2 = x * x
+        return (0.1 * (x2 * x2) + 0.5 * x2).sum(axis=1)
 
     def gradient(self, x):
-        return 0.4 * x ** 3 + x
+        return 0.4 * (x * x * x) + x
 
 
 def energies(dim):
@@ -114,7 +118,12 @@ def machine():
 
 def compare(ref, results, exact, names=None):
     """Names of the arrays (of ``names``, default all) that differ: bit for bit when
-    ``exact``, else to rounding."""
+    ``exact``, else the array-code cases to rounding and the rest still bit for bit.
+
+    Compiled kernels give the same bits on every x86-64 CPU (no fused multiply-adds
+    without fastmath, the same libm); array code runs NumPy's ufuncs, whose SIMD loops
+    are chosen by the CPU (AVX-512 ones round np.exp differently from AVX2 ones).
+    """
     bad = []
     for k in ref.files if names is None else sorted(names):
         if k == "_machine":
@@ -122,7 +131,7 @@ def compare(ref, results, exact, names=None):
         a, b = ref[k], results.get(k)
         if b is None or a.dtype != b.dtype or a.shape != b.shape:
             bad.append(k)
-        elif exact:
+        elif exact or not k.startswith("array/"):
             if not np.array_equal(a, b, equal_nan=True):
                 bad.append(k)
         else:
@@ -150,8 +159,13 @@ if __name__ == "__main__":
         ref = np.load(path(device))
         names = {k for k in ref.files if k != "_machine"
                  and (only is None or k.split("/")[1] in only)}
-        bad = compare(ref, results, exact=True, names=names)
+        # Bit for bit on the recording's machine; elsewhere the array-code cases go
+        # through NumPy's SIMD functions for that CPU (np.exp in the accept step), which
+        # may round differently.
+        exact = str(ref["_machine"]) == machine()
+        bad = compare(ref, results, exact=exact, names=names)
         missing = sorted(names ^ set(results))
-        print(f"{len(names) - len(bad)} of {len(names)} equal bit for bit; "
+        how = "bit for bit" if exact else "to rounding"
+        print(f"{len(names) - len(bad)} of {len(names)} equal {how}; "
               f"differ: {bad[:20]}; missing: {missing[:10]}")
         sys.exit(1 if bad or missing else 0)
