@@ -70,6 +70,21 @@ def gaussian(x, grad, params):
     """E = ½ (x − μ)ᵀ P (x − μ), P = Σ⁻¹; params = (mean (d,), precision (d, d))."""
     mean, prec = params
     d = x.shape[0]
+    if d == 2:
+        # The loops below written out, in the same order and precision (so the same
+        # bits): LLVM leaves the two-trip loops rolled even in kernels compiled for
+        # 2-D chains, and HMC on a 2-D Gaussian (W2) then ran 1.2x slower.
+        a0 = x[0] - mean[0]
+        a1 = x[1] - mean[1]
+        s0 = 0.0 + prec[0, 0] * a0
+        s0 += prec[0, 1] * a1
+        s1 = 0.0 + prec[1, 0] * a0
+        s1 += prec[1, 1] * a1
+        grad[0] = s0
+        grad[1] = s1
+        e = 0.0 + s0 * a0
+        e += s1 * a1
+        return 0.5 * e
     e = 0.0
     for j in range(d):
         s = 0.0
