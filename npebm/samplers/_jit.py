@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 from numba import types
-from numba.extending import overload, register_jitable
+from numba.extending import intrinsic, overload, register_jitable
 
 from .. import _numba_cache  # noqa: F401  (installs npebm's cache locator: before cache=True)
 from .. import _philox
@@ -62,6 +62,54 @@ def _call_block(fixed, block, X, G, E, params):
     if isinstance(fixed, types.NoneType):
         return lambda fixed, block, X, G, E, params: block(X, G, E, params)
     return lambda fixed, block, X, G, E, params: fixed(X, G, E, params)
+
+
+@intrinsic
+def stack_rows(typingctx, like, width):
+    """A C-contiguous ``(1, width)`` array of ``like``'s dtype in the compiled function's
+    stack frame (``width`` a compile-time constant; CPU kernels only).
+
+    A chain's rows copied here cannot alias any other array, so LLVM keeps them in
+    registers across its steps; rows of the chains' arrays it must reload and store at
+    every step (a 2-D Langevin step ran in 40 ns from the arrays and 19 ns from the
+    stack, in a standalone kernel).  One frame slot per call site: the rows are reused
+    chain after chain.
+    """
+    if not isinstance(width, types.IntegerLiteral):
+        return None
+    count = width.literal_value
+    array = types.Array(like.dtype, 2, "C")
+
+    def codegen(context, builder, signature, args):
+        from numba.core import cgutils
+
+        item = context.get_data_type(like.dtype)
+        size = context.get_abi_sizeof(item)
+        data = cgutils.alloca_once(builder, item, size=count)
+        out = context.make_array(array)(context, builder)
+        intp = lambda v: context.get_constant(types.intp, v)  # noqa: E731
+        context.populate_array(out, data=data,
+                               shape=cgutils.pack_array(builder, [intp(1), intp(count)]),
+                               strides=cgutils.pack_array(builder,
+                                                          [intp(count * size), intp(size)]),
+                               itemsize=intp(size), meminfo=None)
+        return out._getvalue()
+
+    return array(like, width), codegen
+
+
+def rows_of(arrays, r):
+    """``(a[r:r + 1] for a in arrays)``: views of row ``r`` of each array of a tuple."""
+    return tuple(a[r:r + 1] for a in arrays)
+
+
+@overload(rows_of)
+def _overload_rows_of(arrays, r):
+    # A tuple's arrays differ in type: one getitem per position, written out.
+    items = "".join(f"arrays[{i}][r:r + 1], " for i in range(len(arrays)))
+    scope = {}
+    exec(f"def impl(arrays, r):\n    return ({items})\n", scope)
+    return scope["impl"]
 
 
 @register_jitable(inline=inline_on_cpu)

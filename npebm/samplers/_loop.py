@@ -34,7 +34,10 @@ The compiled step's signature::
   probability and the declared info fields (``fields[r, i]``, float64).
 
 Arrays are indexed by chain (row ``r`` is chain ``chain0 + r``) on both devices: the CPU
-loop walks blocks of rows per thread, the CUDA loop one row per thread.
+loop walks blocks of rows per thread, the CUDA loop one row per thread.  Every array of
+``chains``, ``extra``, ``scratch`` and ``info`` has one row per chain (first axis n) and
+the step touches only its rows: a CPU kernel compiled for one dimension steps a chain
+on one-row copies in its stack frame and views of its rows (``r0, r1 = 0, 1``).
 """
 import time
 
@@ -73,47 +76,96 @@ def rows_per_block(n):
 
 # --------------------------------------------------------------- compiled, shared
 
-def build_run_rows(step, evaluate):
+def build_run_rows(step, evaluate, dim=0):
     """The loop over steps of chains ``c0 .. c1 - 1`` (block ``b``), compiled into both
-    the CPU kernel and the CUDA kernel (``c1 = c0 + 1``, one chain per thread)."""
+    the CPU kernel and the CUDA kernel (``c1 = c0 + 1``, one chain per thread).
+
+    With ``dim`` (a chain-major CPU kernel compiled for chains of that dimension), each
+    chain steps on copies of its rows in the kernel's stack frame (see
+    :func:`~npebm.samplers._jit.stack_rows`): the step, given row 0 of one-row arrays and
+    views of the chain's rows of every other per-chain array, computes the same numbers.
+    """
     from numba.extending import register_jitable
 
-    from ._jit import record, start_streams
+    from ._jit import record, rows_of, stack_rows, start_streams
 
     # No reference counting in the step loop: it then costs what its arithmetic costs.
     @register_jitable(_nrt=False, forceinline=True)
-    def run_rows(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params, chains,
-                 extra, args, scratch, info, counts, outs):
-        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
+    def run_steps(b, first, r0, r1, s0, s1, keep, block, params, chains, extra, args,
+                  scratch, info, counts, outs):
+        """Steps ``s0 .. s1 - 1`` of rows ``r0 .. r1 - 1``, counted and recorded; row
+        ``first`` is the block's first chain (-1: none of these)."""
+        X, G, E = chains[:3]
         accepted, diverged, alpha, fields = info
         div, n_acc = counts
         traj, e_out, gn_out, acc_out, moments, info_out = outs
+        n_info = fields.shape[1]
+        for s in range(s0, s1):
+            step(r0, r1, s, block, params, chains, extra, args, scratch, info)
+            k = keep[s]
+            for r in range(r0, r1):
+                if accepted[r]:
+                    n_acc[r] += 1
+                if diverged[r]:
+                    div[r] += 1
+                if k >= 0:
+                    record(k, b, r, r == first, X, E, G, accepted[r], traj, e_out, gn_out,
+                           acc_out, moments)
+                    if info_out.shape[0] != 0:
+                        for i in range(n_info):
+                            info_out[r, k, i] = fields[r, i]
+
+    @register_jitable(_nrt=False, forceinline=True)
+    def run_rows(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params, chains,
+                 extra, args, scratch, info, counts, outs):
+        X, G, E = chains[:3]
+        pos, bufs, k0, k1, chain0 = chains[6:11]
         start_streams(k0, k1, chain0, pos, bufs, c0, c1)
         if not have_grad:
             evaluate(block, params, X, G, E, c0, c1)
-        n_info = fields.shape[1]
         # Chain-major order (all steps of one chain, then the next) keeps a small chain
         # hot in registers and cache; blocks of rows serve energies that evaluate many
         # chains at once (a dense product) or sit behind a pointer.
         for grp in range(c1 - c0 if chain_major else 1):
             r0 = c0 + grp if chain_major else c0
             r1 = r0 + 1 if chain_major else c1
-            for s in range(s0, s1):
-                step(r0, r1, s, block, params, chains, extra, args, scratch, info)
-                k = keep[s]
-                for r in range(r0, r1):
-                    if accepted[r]:
-                        n_acc[r] += 1
-                    if diverged[r]:
-                        div[r] += 1
-                    if k >= 0:
-                        record(k, b, r, r == c0, X, E, G, accepted[r], traj, e_out, gn_out,
-                               acc_out, moments)
-                        if info_out.shape[0] != 0:
-                            for i in range(n_info):
-                                info_out[r, k, i] = fields[r, i]
+            run_steps(b, c0, r0, r1, s0, s1, keep, block, params, chains, extra, args,
+                      scratch, info, counts, outs)
 
-    return run_rows
+    if not dim:
+        return run_rows
+
+    # The CUDA target has no stack_rows: only chain-major CPU kernels for one dimension
+    # get this loop (and only it: compiling both doubled their compile time).
+    @register_jitable(_nrt=False, forceinline=True)
+    def run_rows_on_stack(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params,
+                          chains, extra, args, scratch, info, counts, outs):
+        X, G, E, XN, GN, EN, pos, bufs, k0, k1, chain0, steps = chains
+        start_streams(k0, k1, chain0, pos, bufs, c0, c1)
+        if not have_grad:
+            evaluate(block, params, X, G, E, c0, c1)
+        traj, e_out, gn_out, acc_out, moments, info_out = outs
+        x, g, xn, gn = (stack_rows(X, dim), stack_rows(G, dim), stack_rows(XN, dim),
+                        stack_rows(GN, dim))
+        e, en = stack_rows(E, 1)[0], stack_rows(EN, 1)[0]
+        for c in range(c0, c1):
+            for j in range(dim):
+                x[0, j] = X[c, j]
+                g[0, j] = G[c, j]
+            e[0] = E[c]
+            rows = (x, g, e, xn, gn, en, pos[c:c + 1], bufs[c:c + 1], k0, k1, chain0 + c,
+                    steps[c:c + 1])
+            outs_c = (traj[c:c + 1], e_out[c:c + 1], gn_out[c:c + 1], acc_out[c:c + 1],
+                      moments, info_out[c:c + 1])
+            run_steps(b, 0 if c == c0 else -1, 0, 1, s0, s1, keep, block, params, rows,
+                      rows_of(extra, c), args, rows_of(scratch, c), rows_of(info, c),
+                      rows_of(counts, c), outs_c)
+            for j in range(dim):
+                X[c, j] = x[0, j]
+                G[c, j] = g[0, j]
+            E[c] = e[0]
+
+    return run_rows_on_stack
 
 
 def build_cpu_kernel(build_step, fixed, chain_major, tempered=False, dim=0):
@@ -161,7 +213,7 @@ def build_cpu_kernel(build_step, fixed, chain_major, tempered=False, dim=0):
         def evaluate(block, params, X, G, E, r0, r1):
             call_block(fixed, block, X[r0:r1], G[r0:r1], E[r0:r1], params)
 
-    run_rows = build_run_rows(build_step(evaluate), evaluate)
+    run_rows = build_run_rows(build_step(evaluate), evaluate, dim if chain_major else 0)
     stamp = SOURCE_STAMP
 
     @njit(nogil=True, cache=True)
