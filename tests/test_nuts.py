@@ -136,7 +136,10 @@ def test_gaussian_moments_from_defaults_with_adaptation(dim, condition, rotate, 
     # The bound grows as ε shrinks, so ε must not escape it by collapsing: on N(0, I_d)
     # a leapfrog step's energy error has variance about d ε⁶ / 32, and an acceptance of
     # 0.8 puts ε near (8.3 / d)^(1/6); half of that is the floor (measured ε 0.90, 0.54,
-    # 0.64 against floors 0.49, 0.33, 0.37).
+    # 0.64 against floors 0.49, 0.33, 0.37).  The depth is checked apart from the
+    # integration time below because it is reported apart: a depth recorded one too
+    # high (the leapfrog counts right) gives 3.35 against the bound 3.17 in the first
+    # case and fails here alone.
     assert s.step_size > 0.5 * (8.3 / dim) ** (1 / 6), s.step_size
     bound = np.log2(np.pi / s.step_size + 1) + 1
     assert 1 < d.tree_depth.mean() < bound, (d.tree_depth.mean(), bound)
