@@ -141,6 +141,36 @@ def test_user_functions_keep_numbas_own_locator(default_run):
     assert not any("twice" in p or "user_kernels" in p for p in report["indexes"])
 
 
+# A sampler whose 2-D float32 chains get a kernel of their own (the stack-frame loop, a
+# declared state field): the kernels most toy models run.
+SMALL_DIM_SCRIPT = """\
+import numpy as np
+from npebm.energies import GaussianEnergy
+from npebm.samplers import UnderdampedLangevin
+
+UnderdampedLangevin(GaussianEnergy(mean=[0.0, 0.0], cov=np.eye(2)), step_size=0.1, seed=0,
+                    dtype=np.float32).sample(n_samples=4, dim=2, n_steps=3)
+"""
+
+
+def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path):
+    """Numba keys a cached closure on its pickled cells, and pickles an intrinsic with an
+    identifier drawn afresh in each process: the 2-D kernels, which reach two, once
+    missed their cache in every new process and compiled again (13 s each)."""
+    env = _isolated_env(tmp_path, NUMBA_DEBUG_CACHE="1")
+    logs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", SMALL_DIM_SCRIPT], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        logs.append(proc.stdout.splitlines())
+    first, second = logs
+    assert any("data saved" in line and "build_cpu_kernel" in line for line in first), first
+    assert any("data loaded" in line and "build_cpu_kernel" in line for line in second)
+    compiled_again = [line for line in second if "data saved" in line]
+    assert compiled_again == [], compiled_again
+
+
 def test_changed_sources_get_their_own_cache(tmp_path, monkeypatch):
     from npebm import _numba_cache
     from npebm.energies import _compile

@@ -98,6 +98,23 @@ def stack_rows(typingctx, like, width):
     return array(like, width), codegen
 
 
+def _name_for_cache(intrinsic_, name):
+    """Give ``intrinsic_`` the same identity in every process.
+
+    The kernels' disk cache keys them on their pickled closures, and Numba pickles an
+    intrinsic with an identifier it draws afresh in each process: a kernel that reached
+    one never found its cache entry (2-D float32 kernels compiled anew in every process,
+    about 13 s each).  A Numba without the hook only misses the cache.
+    """
+    set_uuid = getattr(intrinsic_, "_set_uuid", None)
+    if set_uuid is not None:
+        set_uuid(f"npebm.samplers._jit:{name}")
+    return intrinsic_
+
+
+_name_for_cache(stack_rows, "stack_rows")
+
+
 def rows_of(arrays, r):
     """``(a[r:r + 1] for a in arrays)``: views of row ``r`` of each array of a tuple."""
     return tuple(a[r:r + 1] for a in arrays)
