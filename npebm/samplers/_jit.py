@@ -64,6 +64,25 @@ def _call_block(fixed, block, X, G, E, params):
     return lambda fixed, block, X, G, E, params: fixed(X, G, E, params)
 
 
+def _stack_array(context, builder, dtype, shape):
+    """A C-contiguous array of ``dtype`` and constant ``shape`` on an ``alloca`` of the
+    function being compiled (no meminfo: nothing to free)."""
+    from numba.core import cgutils
+
+    item = context.get_data_type(dtype)
+    size = context.get_abi_sizeof(item)
+    count = int(np.prod(shape))
+    data = cgutils.alloca_once(builder, item, size=count)
+    out = context.make_array(types.Array(dtype, len(shape), "C"))(context, builder)
+    intp = lambda v: context.get_constant(types.intp, v)  # noqa: E731
+    strides = [int(np.prod(shape[k + 1:])) * size for k in range(len(shape))]
+    context.populate_array(out, data=data,
+                           shape=cgutils.pack_array(builder, [intp(v) for v in shape]),
+                           strides=cgutils.pack_array(builder, [intp(v) for v in strides]),
+                           itemsize=intp(size), meminfo=None)
+    return out._getvalue()
+
+
 @intrinsic
 def stack_rows(typingctx, like, width):
     """A C-contiguous ``(1, width)`` array of ``like``'s dtype in the compiled function's
@@ -78,24 +97,11 @@ def stack_rows(typingctx, like, width):
     if not isinstance(width, types.IntegerLiteral):
         return None
     count = width.literal_value
-    array = types.Array(like.dtype, 2, "C")
 
     def codegen(context, builder, signature, args):
-        from numba.core import cgutils
+        return _stack_array(context, builder, like.dtype, (1, count))
 
-        item = context.get_data_type(like.dtype)
-        size = context.get_abi_sizeof(item)
-        data = cgutils.alloca_once(builder, item, size=count)
-        out = context.make_array(array)(context, builder)
-        intp = lambda v: context.get_constant(types.intp, v)  # noqa: E731
-        context.populate_array(out, data=data,
-                               shape=cgutils.pack_array(builder, [intp(1), intp(count)]),
-                               strides=cgutils.pack_array(builder,
-                                                          [intp(count * size), intp(size)]),
-                               itemsize=intp(size), meminfo=None)
-        return out._getvalue()
-
-    return array(like, width), codegen
+    return types.Array(like.dtype, 2, "C")(like, width), codegen
 
 
 def _name_for_cache(intrinsic_, name):
@@ -115,18 +121,54 @@ def _name_for_cache(intrinsic_, name):
 _name_for_cache(stack_rows, "stack_rows")
 
 
-def rows_of(arrays, r):
-    """``(a[r:r + 1] for a in arrays)``: views of row ``r`` of each array of a tuple."""
-    return tuple(a[r:r + 1] for a in arrays)
+def row_stager(shapes):
+    """``(stacks, stage, unstage)`` for a tuple of per-chain arrays whose rows have the
+    shapes ``shapes`` (``()`` one value, ``(w,)`` w values, None: left in place).
 
+    ``stacks(arrays)`` (an intrinsic: the memory is the caller's stack frame) makes a
+    one-row stack array for each row of known shape; ``stage(arrays, st, c)`` copies
+    chain ``c``'s rows there and returns, position by position, the stack arrays and
+    views ``a[c:c + 1]`` of the others: the same step on them computes the same numbers,
+    with the staged rows in registers; ``unstage(arrays, st, c)`` copies them back.
+    """
+    staged = [i for i, s in enumerate(shapes) if s is not None]
 
-@overload(rows_of)
-def _overload_rows_of(arrays, r):
-    # A tuple's arrays differ in type: one getitem per position, written out.
-    items = "".join(f"arrays[{i}][r:r + 1], " for i in range(len(arrays)))
+    @intrinsic
+    def stacks(typingctx, arrays):
+        made = [types.Array(arrays[i].dtype, 1 if shapes[i] == () else 2, "C")
+                for i in staged]
+
+        def codegen(context, builder, signature, args):
+            values = [_stack_array(context, builder, arrays[i].dtype,
+                                   (1,) if shapes[i] == () else (1, shapes[i][0]))
+                      for i in staged]
+            return context.make_tuple(builder, signature.return_type, values)
+
+        return types.Tuple(made)(arrays), codegen
+
+    _name_for_cache(stacks, f"row_stager{tuple(shapes)}")
+    # stage and unstage written out per position (the tuple's arrays differ in type).
+    stage, unstage, items = [], [], []
+    for i in range(len(shapes)):
+        if i not in staged:
+            items.append(f"arrays[{i}][c:c + 1]")
+            continue
+        k = staged.index(i)
+        items.append(f"st[{k}]")
+        if shapes[i] == ():
+            stage.append(f"    st[{k}][0] = arrays[{i}][c]")
+            unstage.append(f"    arrays[{i}][c] = st[{k}][0]")
+        else:
+            loop = f"    for j in range({shapes[i][0]}):\n        "
+            stage.append(loop + f"st[{k}][0, j] = arrays[{i}][c, j]")
+            unstage.append(loop + f"arrays[{i}][c, j] = st[{k}][0, j]")
+    source = ("def stage(arrays, st, c):\n" + "\n".join(stage)
+              + f"\n    return ({''.join(x + ', ' for x in items)})\n"
+              "def unstage(arrays, st, c):\n" + "\n".join(unstage + ["    return"]) + "\n")
     scope = {}
-    exec(f"def impl(arrays, r):\n    return ({items})\n", scope)
-    return scope["impl"]
+    exec(source, scope)
+    jit = register_jitable(_nrt=False, forceinline=True)
+    return stacks, jit(scope["stage"]), jit(scope["unstage"])
 
 
 @register_jitable(inline=inline_on_cpu)
