@@ -45,6 +45,12 @@ def _build_step(evaluate):
     def refresh(P, LZ, Z, r, c, s_, k0, k1, chain, p, buf, kind, sqrt_m, chol_t, X):
         """O: p ← c p + s L z for row r; returns the stream position."""
         d = X.shape[1]
+        if kind == 0 and d == 2:  # written out, as Langevin's step (UL 1.06x)
+            z0, p = normal(k0, k1, chain, NOISE, p, buf, X)
+            z1, p = normal(k0, k1, chain, NOISE, p, buf, X)
+            P[r, 0] = c * P[r, 0] + s_ * z0
+            P[r, 1] = c * P[r, 1] + s_ * z1
+            return p
         if kind == 0:  # L = I: the same numbers without the detour through LZ
             for j in range(d):
                 z, p = normal(k0, k1, chain, NOISE, p, buf, X)
