@@ -583,6 +583,18 @@ def test_constant_schedules_are_computed_once_with_the_same_values():
     assert len(set(steps.tolist())) > 1
 
 
+@pytest.mark.parametrize("energy", [GAUSS, USER], ids=["built-in", "user"])
+def test_a_run_with_constant_schedules_computes_them_once(energy, monkeypatch):
+    """The check before the run computes one step's values, and the run (its start's
+    evaluation included) fills them out: a short run pays for its set-up once."""
+    s = SAMPLERS["langevin"](energy, seed=0)
+    asked = []
+    schedules = s._schedules
+    monkeypatch.setattr(s, "_schedules", lambda start, n: asked.append(n) or schedules(start, n))
+    x = s.sample(n_samples=3, dim=2, n_steps=300)
+    assert asked == [1] and np.isfinite(x).all()
+
+
 def test_a_failed_run_leaves_no_schedule_to_the_next():
     """A run refused after its schedules were checked (a start where no chain is finite;
     the vectorised path checks the start before it builds the run) must not hand those

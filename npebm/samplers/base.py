@@ -766,9 +766,17 @@ class ChainSampler(BaseSampler):
 
         def schedule(s0, s1):
             # The first piece was computed when it was checked: a short run (one piece)
-            # then evaluates its schedules once.
-            if checked is not None and checked[0] == (start + s0, s1 - s0):
-                return checked[1]
+            # then evaluates its schedules once; constant ones, one step's, once a run.
+            if checked is not None:
+                steps, arrays, schedulers = checked
+                now = tuple(self.schedulers.values())
+                if steps is None and len(now) == len(schedulers) and all(
+                        a is b for a, b in zip(schedulers, now)):
+                    n = s1 - s0
+                    return arrays if n == 1 else {k: np.full(n, v[0], v.dtype)
+                                                  for k, v in arrays.items()}
+                if steps == (start + s0, s1 - s0):
+                    return arrays
             return self._schedule_arrays(start + s0, s1 - s0)
 
         return schedule
@@ -785,10 +793,12 @@ class ChainSampler(BaseSampler):
             b = min(start + min(n, CHECKED_STEPS), a + SCHEDULE_PIECE)
             if constant:  # one step stands for all
                 arrays = self._schedules(a, 1)
+                # (adaptation replaces the step size's scheduler: its values are new)
+                self._checked_schedule = (None, arrays, tuple(self.schedulers.values()))
             else:
                 arrays = self._schedules(a, b - a)
                 if a == start:
-                    self._checked_schedule = ((a, b - a), arrays)
+                    self._checked_schedule = ((a, b - a), arrays, None)
             for name, values in arrays.items():
                 big = np.abs(values) > limit
                 if big.any():
