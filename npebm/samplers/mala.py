@@ -45,7 +45,14 @@ def _build_step(evaluate):
             hr = h * steps[r, 0]  # the chain's own step size: η c, sqrt(2 η c)
             ar = a * steps[r, 1]
             zz = 0.0
-            if kind == 0:
+            if kind == 0 and d == 2:  # written out, as Langevin's step
+                z0, p = normal(k0, k1, chain, NOISE, p, buf, X)
+                z1, p = normal(k0, k1, chain, NOISE, p, buf, X)
+                XN[r, 0] = X[r, 0] - hr * G[r, 0] + ar * z0
+                XN[r, 1] = X[r, 1] - hr * G[r, 1] + ar * z1
+                zz += np.float64(z0) * np.float64(z0)
+                zz += np.float64(z1) * np.float64(z1)
+            elif kind == 0:
                 for j in range(d):
                     z, p = normal(k0, k1, chain, NOISE, p, buf, X)
                     XN[r, j] = X[r, j] - hr * G[r, j] + ar * z
