@@ -193,15 +193,19 @@ def test_small_dimension_kernels_give_the_generic_kernels_bits(monkeypatch):
     from npebm.samplers import UnderdampedLangevin, _loop
 
     assert 2 in _loop.SMALL_DIMS
-    # Two kinds of step (kernels take long to compile): ULA's, and one with a declared
-    # state field and the integrators' kick and drift.
+    # Three kinds of step (kernels take long to compile): ULA's, one with a declared
+    # state field and the integrators' kick and drift (both a chain at a time), and
+    # HMC's, whose rows run in lockstep, here in blocks of 100 rows (the kernel copies
+    # at most 64 at a time: pieces of 64 and 36, then 50).
     makers = {"langevin": SAMPLERS["langevin"],
-              "underdamped": lambda e, **kw: UnderdampedLangevin(e, step_size=0.2, **kw)}
+              "underdamped": lambda e, **kw: UnderdampedLangevin(e, step_size=0.2, **kw),
+              "hmc": SAMPLERS["hmc"]}
 
     def run(make):
+        n, rows = (150, 100) if make is SAMPLERS["hmc"] else (9, None)
         return make(GAUSS, seed=3, dtype=np.float32).sample(
-            n_samples=9, dim=2, n_steps=14, thin=2, return_trajectory=True,
-            return_diagnostics=True)
+            n_samples=n, dim=2, n_steps=14, thin=2, return_trajectory=True,
+            return_diagnostics=True, block_rows=rows)
 
     small = {name: run(make) for name, make in makers.items()}
     assert any(key[-1] == 2 for key in _loop._KERNELS)

@@ -76,19 +76,20 @@ def rows_per_block(n):
 
 # --------------------------------------------------------------- compiled, shared
 
-def build_run_rows(step, evaluate, dim=0, layout=None):
+def build_run_rows(step, evaluate, dim=0, layout=None, chain_major=True):
     """The loop over steps of chains ``c0 .. c1 - 1`` (block ``b``), compiled into both
     the CPU kernel and the CUDA kernel (``c1 = c0 + 1``, one chain per thread).
 
-    With ``dim`` (a chain-major CPU kernel compiled for chains of that dimension), each
-    chain steps on copies of its rows in the kernel's stack frame (see
-    :func:`~npebm.samplers._jit.stack_rows`): the step, given row 0 of one-row arrays
-    (and views of the chain's rows of arrays whose rows' shape ``layout`` does not
-    give, see :func:`row_layout`), computes the same numbers.
+    With ``dim`` (a CPU kernel compiled for chains of that dimension), the chains step
+    on copies of their rows in the kernel's stack frame (see
+    :func:`~npebm.samplers._jit.row_stager`), one at a time (``chain_major``) or up to
+    :data:`BLOCK_ROWS` in lockstep: the step, given rows ``0 .. z - a - 1`` of the
+    copies (and views of the rows of arrays whose rows' shape ``layout`` does not give,
+    see :func:`row_layout`), computes the same numbers.
     """
     from numba.extending import register_jitable
 
-    from ._jit import record, row_stager, stack_rows, start_streams
+    from ._jit import record, row_stager, start_streams
 
     # No reference counting in the step loop: it then costs what its arithmetic costs.
     @register_jitable(_nrt=False, forceinline=True)
@@ -136,12 +137,16 @@ def build_run_rows(step, evaluate, dim=0, layout=None):
     if not dim:
         return run_rows
 
-    # The CUDA target has no stack_rows: only chain-major CPU kernels for one dimension
-    # get this loop (and only it: compiling both doubled their compile time).
-    stack_extra, stage_extra, unstage_extra = row_stager(layout[0])
-    stack_scratch, stage_scratch, unstage_scratch = row_stager(layout[1])
-    stack_info, stage_info, unstage_info = row_stager(layout[2])
-    stack_counts, stage_counts, unstage_counts = row_stager(layout[3])
+    # The CUDA target has no stack arrays: only CPU kernels for one dimension get this
+    # loop (and only it: compiling both doubled their compile time).  Chain-major ones
+    # step a chain at a time; lockstep ones (HMC) up to BLOCK_ROWS chains.
+    rows = 1 if chain_major else BLOCK_ROWS
+    per_chain = ((dim,), (dim,), (), (dim,), (dim,), (), (), (4,), (2,))
+    stack_chains, stage_chains, unstage_chains = row_stager(per_chain, rows)
+    stack_extra, stage_extra, unstage_extra = row_stager(layout[0], rows)
+    stack_scratch, stage_scratch, unstage_scratch = row_stager(layout[1], rows)
+    stack_info, stage_info, unstage_info = row_stager(layout[2], rows)
+    stack_counts, stage_counts, unstage_counts = row_stager(layout[3], rows)
 
     @register_jitable(_nrt=False, forceinline=True)
     def run_rows_on_stack(b, c0, c1, chain_major, s0, s1, keep, have_grad, block, params,
@@ -151,32 +156,30 @@ def build_run_rows(step, evaluate, dim=0, layout=None):
         if not have_grad:
             evaluate(block, params, X, G, E, c0, c1)
         traj, e_out, gn_out, acc_out, moments, info_out = outs
-        x, g, xn, gn = (stack_rows(X, dim), stack_rows(G, dim), stack_rows(XN, dim),
-                        stack_rows(GN, dim))
-        e, en = stack_rows(E, 1)[0], stack_rows(EN, 1)[0]
-        st_extra, st_scratch = stack_extra(extra), stack_scratch(scratch)
-        st_info, st_counts = stack_info(info), stack_counts(counts)
-        for c in range(c0, c1):
-            for j in range(dim):
-                x[0, j] = X[c, j]
-                g[0, j] = G[c, j]
-            e[0] = E[c]
-            rows = (x, g, e, xn, gn, en, pos[c:c + 1], bufs[c:c + 1], k0, k1, chain0 + c,
-                    steps[c:c + 1])
-            outs_c = (traj[c:c + 1], e_out[c:c + 1], gn_out[c:c + 1], acc_out[c:c + 1],
-                      moments, info_out[c:c + 1])
-            run_steps(b, 0 if c == c0 else -1, 0, 1, s0, s1, keep, block, params, rows,
-                      stage_extra(extra, st_extra, c), args,
-                      stage_scratch(scratch, st_scratch, c), stage_info(info, st_info, c),
-                      stage_counts(counts, st_counts, c), outs_c)
-            unstage_extra(extra, st_extra, c)
-            unstage_scratch(scratch, st_scratch, c)
-            unstage_info(info, st_info, c)
-            unstage_counts(counts, st_counts, c)
-            for j in range(dim):
-                X[c, j] = x[0, j]
-                G[c, j] = g[0, j]
-            E[c] = e[0]
+        own = (X, G, E, XN, GN, EN, pos, bufs, steps)
+        st_chains, st_extra = stack_chains(own), stack_extra(extra)
+        st_scratch, st_info, st_counts = (stack_scratch(scratch), stack_info(info),
+                                          stack_counts(counts))
+        # The rows of a piece are independent: pieces one after the other give the
+        # numbers of the whole block in lockstep (the moments sum its rows in order).
+        for a in range(c0, c1, rows):
+            z = min(a + rows, c1)
+            x, g, e, xn, gn, en, pos_, bufs_, steps_ = stage_chains(own, st_chains, a, z)
+            outs_a = (traj[a:z], e_out[a:z], gn_out[a:z], acc_out[a:z], moments,
+                      info_out[a:z])
+            # (one row: a literal, so that the step's loops over rows fold away)
+            run_steps(b, 0 if a == c0 else -1, 0, 1 if rows == 1 else z - a, s0, s1, keep,
+                      block, params,
+                      (x, g, e, xn, gn, en, pos_, bufs_, k0, k1, chain0 + a, steps_),
+                      stage_extra(extra, st_extra, a, z), args,
+                      stage_scratch(scratch, st_scratch, a, z),
+                      stage_info(info, st_info, a, z), stage_counts(counts, st_counts, a, z),
+                      outs_a)
+            unstage_chains(own, st_chains, a, z)
+            unstage_extra(extra, st_extra, a, z)
+            unstage_scratch(scratch, st_scratch, a, z)
+            unstage_info(info, st_info, a, z)
+            unstage_counts(counts, st_counts, a, z)
 
     return run_rows_on_stack
 
@@ -226,8 +229,7 @@ def build_cpu_kernel(build_step, fixed, chain_major, tempered=False, dim=0, layo
         def evaluate(block, params, X, G, E, r0, r1):
             call_block(fixed, block, X[r0:r1], G[r0:r1], E[r0:r1], params)
 
-    run_rows = build_run_rows(build_step(evaluate), evaluate, dim if chain_major else 0,
-                              layout)
+    run_rows = build_run_rows(build_step(evaluate), evaluate, dim, layout, chain_major)
     stamp = SOURCE_STAMP
 
     @njit(nogil=True, cache=True)
@@ -291,7 +293,7 @@ def kernel_for(sampler, energy, dtype, dim):
     small = (fixed is not None and not tempered and np.dtype(dtype) == np.float32
              and dim in SMALL_DIMS)
     dim = dim if small else 0
-    layout = row_layout(sampler, dim, dtype) if dim and chain_major else None
+    layout = row_layout(sampler, dim, dtype) if dim else None
     key = (build_step, name, tempered, layout, dim)
     kernel = _KERNELS.get(key)
     if kernel is None:
