@@ -612,3 +612,23 @@ def test_a_failed_run_leaves_no_schedule_to_the_next():
     np.testing.assert_array_equal(
         s.sample(x=x0, n_steps=20), LangevinDynamics(energy, step_size=0.05, seed=1).sample(
             x=x0, n_steps=20))
+
+
+def test_the_stack_loop_leaves_wide_and_many_axis_rows_in_place():
+    """The CPU stack loop copies a step's rows of one value or of a few: NUTS's
+    (max_depth, dim) checkpoints stay in place (one kernel serves every depth), and so do
+    rows wider than STAGED_WIDTH (a lockstep kernel would copy 64 of them onto a
+    thread's stack)."""
+    from npebm.samplers import NUTS, _loop
+
+    layout = _loop.row_layout(NUTS(GAUSS, max_tree_depth=5), 2, np.float32)
+    assert layout == _loop.row_layout(NUTS(GAUSS, max_tree_depth=8), 2, np.float32)
+    assert None in layout[1] and (6,) in layout[1] and (2,) in layout[1]
+
+    class Wide(LangevinDynamics):
+        @staticmethod
+        def _scratch(xp, n, d, dtype):
+            return (xp.empty((n, _loop.STAGED_WIDTH + 1), dtype), xp.empty((n, 3), dtype),
+                    xp.empty(n, np.float64))
+
+    assert _loop.row_layout(Wide(GAUSS), 2, np.float32)[1] == (None, (3,), ())

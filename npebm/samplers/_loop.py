@@ -55,6 +55,9 @@ BLOCK_ROWS = 64
 #: the toy models': W1 1.3x, W3 1.2x, UL 1.5x).  Each is one more kernel to compile
 #: (CI: about 3 minutes of compiling for float64 and tempered ones too), so only these.
 SMALL_DIMS = (2,)
+#: Widest per-chain row of a step's declared state, scratch or info that the CPU stack
+#: loop copies into its frame (wider rows stay in place).
+STAGED_WIDTH = 16
 #: Fewest chains per thread: steps write their chains' rows in place, and threads whose
 #: rows share cache lines slow each other down (8 chains on 2 threads ran 1.9x slower
 #: than on one).
@@ -311,8 +314,12 @@ def row_layout(sampler, dim, dtype):
     again; on the stack it stays in registers."""
     def row(shape):
         # Other shapes stay in place, and leave the kernel's key alone (NUTS's
-        # checkpoints, (max_depth, dim), would otherwise compile a kernel per depth).
-        return shape if shape == () or (len(shape) == 1 and shape[0] > 0) else None
+        # checkpoints, (max_depth, dim), would otherwise compile a kernel per depth);
+        # so do wide rows, which would take BLOCK_ROWS times their size of a thread's
+        # stack (512 KiB on macOS's threads).
+        if shape == () or (len(shape) == 1 and 0 < shape[0] <= STAGED_WIDTH):
+            return shape
+        return None
 
     extra = tuple(row(f.per_chain_shape(dim)) for f in sampler.state_fields)
     scratch = tuple(row(a.shape[1:]) for a in sampler._scratch(np, 1, dim, dtype))
