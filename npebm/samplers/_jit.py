@@ -149,7 +149,10 @@ def row_stager(shapes, rows=1):
             stage.append(loop + f"st[{k}][{at}, j] = arrays[{i}][a + {at}, j]")
             unstage.append(loop + f"arrays[{i}][a + {at}, j] = st[{k}][{at}, j]")
     head = "    if True:\n" if rows == 1 else "    for q in range(z - a):\n"
-    body = lambda lines: head + "".join(f"        {x}\n" for x in lines + ["pass"])  # noqa
+
+    def body(lines):
+        return head + "".join(f"        {x}\n" for x in lines + ["pass"])
+
     source = ("def stage(arrays, st, a, z):\n" + body(stage)
               + f"    return ({''.join(x + ', ' for x in items)})\n"
               "def unstage(arrays, st, a, z):\n" + body(unstage))

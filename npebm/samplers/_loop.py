@@ -36,8 +36,9 @@ The compiled step's signature::
 Arrays are indexed by chain (row ``r`` is chain ``chain0 + r``) on both devices: the CPU
 loop walks blocks of rows per thread, the CUDA loop one row per thread.  Every array of
 ``chains``, ``extra``, ``scratch`` and ``info`` has one row per chain (first axis n) and
-the step touches only its rows: a CPU kernel compiled for one dimension steps a chain
-on one-row copies in its stack frame and views of its rows (``r0, r1 = 0, 1``).
+the step touches only its rows: a CPU kernel compiled for one dimension steps its
+chains on copies of their rows in its stack frame, one chain (``r0, r1 = 0, 1``) or up
+to BLOCK_ROWS in lockstep at a time (see ``build_run_rows``).
 """
 import time
 
